@@ -1,0 +1,1 @@
+"""Generators of the sample captures in pcaps/: real protocol stacks on loopback, recorded with tcpdump."""

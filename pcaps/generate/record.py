@@ -1,0 +1,52 @@
+"""Record loopback traffic of a real protocol stack into a pcap with tcpdump.
+
+Each generator starts a real server and client bound to 127.0.0.1 and wraps the conversation in
+:func:`recording`, so the capture holds exactly what the stacks put on the wire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class RecordingError(RuntimeError):
+    """tcpdump is missing or could not start (it needs root or CAP_NET_RAW on the loopback)."""
+
+
+@contextlib.contextmanager
+def recording(out: Path, bpf: str, interface: str = "lo", snaplen: int = 262144) -> Iterator[Path]:
+    """Run tcpdump on ``interface`` with ``bpf`` writing to ``out`` for the duration of the block."""
+    tcpdump = shutil.which("tcpdump") or "/usr/bin/tcpdump"
+    if not os.path.exists(tcpdump):
+        raise RecordingError("tcpdump not found (apt-get install tcpdump)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [tcpdump, "-i", interface, "-s", str(snaplen), "-U", "-n", "-w", str(out), bpf]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # tcpdump prints "listening on ..." to stderr once the capture is armed.
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 10
+        line = b""
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if b"listening on" in line or not line:
+                break
+        if proc.poll() is not None:
+            raise RecordingError(f"tcpdump failed: {line.decode(errors='replace').strip()}")
+        yield out
+        time.sleep(0.3)  # let the last packets reach the file
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
