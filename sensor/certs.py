@@ -11,7 +11,6 @@ from datetime import UTC
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
-from cryptography.x509.oid import ExtensionOID
 
 from sensor.errors import Malformed
 from sensor.records import CertificateInfo
@@ -96,7 +95,9 @@ def parse_certificate(der: bytes) -> CertificateInfo:
         not_before = cert.not_valid_before_utc.astimezone(UTC).isoformat()
         not_after = cert.not_valid_after_utc.astimezone(UTC).isoformat()
         serial = format(cert.serial_number, "x")
-        sig_name = getattr(cert.signature_algorithm_oid, "_name", None) or cert.signature_algorithm_oid.dotted_string
+        sig_name = (
+            getattr(cert.signature_algorithm_oid, "_name", None) or cert.signature_algorithm_oid.dotted_string
+        )
     except (ValueError, TypeError) as exc:
         raise Malformed("bad_certificate", str(exc)[:200]) from exc
 
@@ -105,14 +106,14 @@ def parse_certificate(der: bytes) -> CertificateInfo:
     ips: list[str] = []
     is_ca = False
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         uris = [str(u) for u in san.get_values_for_type(x509.UniformResourceIdentifier)]
         dns = [str(d) for d in san.get_values_for_type(x509.DNSName)]
         ips = [str(i) for i in san.get_values_for_type(x509.IPAddress)]
     except (x509.ExtensionNotFound, ValueError, TypeError):
         pass
     try:
-        is_ca = bool(cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value.ca)
+        is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except (x509.ExtensionNotFound, ValueError, TypeError):
         pass
     key_type, key_size = _key_info(cert)

@@ -68,5 +68,9 @@ class Limits:
     # inventory (hostile input G1)
     max_assets: int = 100_000
 
+    # deep identification through tshark (sensor/deep.py), off the hot path
+    deep_max_flows: int = 100_000  # 5-tuples tracked; unidentified ones are evicted first
+    deep_tshark_timeout: float = 3600.0  # seconds per capture file before tshark is stopped
+
 
 DEFAULT_LIMITS = Limits()

@@ -27,7 +27,7 @@ def recording(out: Path, bpf: str, interface: str = "lo", snaplen: int = 262144)
     if not os.path.exists(tcpdump):
         raise RecordingError("tcpdump not found (apt-get install tcpdump)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [tcpdump, "-i", interface, "-s", str(snaplen), "-U", "-n", "-w", str(out), bpf]
+    cmd = [tcpdump, "-i", interface, "-s", str(snaplen), "-U", "--immediate-mode", "-n", "-w", str(out), bpf]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # tcpdump prints "listening on ..." to stderr once the capture is armed.

@@ -16,6 +16,7 @@ summary (``zonewarden replay --summary-json``).
 
 from __future__ import annotations
 
+import builtins
 import enum
 import struct
 from abc import ABC, abstractmethod
@@ -74,13 +75,13 @@ class Reader:
         self.need(n)
         self.pos += n
 
-    def bytes(self, n: int) -> bytes:
+    def bytes(self, n: int) -> builtins.bytes:
         self.need(n)
         p = self.pos
         self.pos = p + n
         return bytes(self.buf[p : p + n])
 
-    def rest(self) -> bytes:
+    def rest(self) -> builtins.bytes:
         p = self.pos
         self.pos = self.end
         return bytes(self.buf[p : self.end])

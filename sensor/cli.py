@@ -1,0 +1,186 @@
+"""The ``zonewarden`` command line.
+
+Contracts other tools rely on (keep them; extend, never rename):
+
+* ``zonewarden replay PCAP... [--eve FILE] [--summary-json FILE|-] [--deep]``: exit 0 on success
+  (warnings such as a truncated last record go to stderr), 2 when a file is not a capture or is
+  corrupt (one line on stderr, never a traceback; the other files are still processed).
+* ``zonewarden sniff -i IFACE [--bpf FILTER] [--eve FILE] [--summary-json FILE|-]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from sensor.errors import UserError
+from sensor.records import Frame
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+class Progress:
+    """A one-line progress bar on a terminal: file, percentage of its bytes, packets, rate."""
+
+    def __init__(self, stream: TextIO, paths: Sequence[Path]) -> None:
+        self.stream = stream
+        self.total = len(paths)
+        self.index = 0
+        self.size = 1
+        self.name = ""
+        self.file_bytes = 0
+        self.packets = 0
+        self.started = time.monotonic()
+        self._next_draw = 0.0
+
+    def start_file(self, path: Path) -> None:
+        self.index += 1
+        self.name = path.name
+        self.file_bytes = 0
+        try:
+            self.size = max(1, path.stat().st_size)
+        except OSError:
+            self.size = 1
+        self.draw(force=True)
+
+    def frame(self, frame: Frame) -> None:
+        self.packets += 1
+        # 16 bytes of record header per packet: close enough for a progress bar on pcap and pcapng.
+        self.file_bytes += len(frame.data) + 16
+        if self.packets & 0x3FF == 0:
+            self.draw()
+
+    def draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now < self._next_draw:
+            return
+        self._next_draw = now + 0.2
+        frac = min(1.0, self.file_bytes / self.size)
+        bar = "#" * int(frac * 24)
+        rate = self.packets / max(now - self.started, 1e-6)
+        self.stream.write(
+            f"\r[{bar:<24}] {frac * 100:5.1f}% file {self.index}/{self.total} {self.name[:32]:<32} "
+            f"{self.packets:>10} pkts {rate:>9.0f} pkt/s"
+        )
+        self.stream.flush()
+
+    def done(self) -> None:
+        self.file_bytes = self.size
+        self.draw(force=True)
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _write_json(target: str, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False)
+    if target == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    else:
+        Path(target).write_text(text + "\n", encoding="utf-8")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sensor.runtime import SensorConfig, replay
+
+    paths = [Path(p) for p in args.pcap]
+    config = SensorConfig(eve_path=Path(args.eve) if args.eve else None, deep=args.deep)
+    progress = Progress(sys.stderr, paths) if sys.stderr.isatty() and not args.quiet else None
+    summary, reports = replay(
+        paths,
+        config,
+        on_frame=progress.frame if progress else None,
+        on_file=progress.start_file if progress else None,
+    )
+    if progress:
+        progress.done()
+    if args.summary_json:
+        _write_json(args.summary_json, summary)
+    failed = False
+    for report in reports:
+        for warning in report.warnings:
+            print(f"zonewarden: warning: {warning}", file=sys.stderr)
+        if report.error:
+            print(f"zonewarden: error: {report.error}", file=sys.stderr)
+            failed = True
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+def cmd_sniff(args: argparse.Namespace) -> int:
+    from sensor.capture.live import LiveSource
+    from sensor.runtime import Sensor, SensorConfig
+
+    sensor = Sensor(SensorConfig(eve_path=Path(args.eve) if args.eve else None))
+    source = LiveSource(args.interface, args.bpf, sensor.config.limits)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        source.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    source.start()
+    if args.duration:
+        signal.signal(signal.SIGALRM, stop)
+        signal.alarm(int(args.duration))
+    sensor.run_source(source)
+    summary = sensor.finish()
+    if args.summary_json:
+        _write_json(args.summary_json, summary)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zonewarden", description="Passive OT/ICS security monitor")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("replay", help="process capture files (pcap, pcapng, gzip) in order")
+    p.add_argument("pcap", nargs="+", help="capture files")
+    p.add_argument("--eve", metavar="FILE", help="write one EVE JSON line per event to FILE")
+    p.add_argument("--summary-json", metavar="FILE", help="write the summary as JSON to FILE ('-' = stdout)")
+    p.add_argument("--deep", action="store_true", help="identify other ICS protocols with tshark")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    s = sub.add_parser("sniff", help="capture live from a SPAN/mirror interface (never transmits)")
+    s.add_argument("-i", "--interface", required=True)
+    s.add_argument("--bpf", metavar="FILTER", help="BPF capture filter")
+    s.add_argument("--eve", metavar="FILE")
+    s.add_argument("--summary-json", metavar="FILE")
+    s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.set_defaults(func=cmd_sniff)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="zonewarden: %(levelname)s: %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"zonewarden: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (e.g. piped into head): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

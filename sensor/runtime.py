@@ -1,0 +1,155 @@
+"""The one place that wires the sensor's components together (DESIGN.md §1).
+
+Everything else receives its collaborators; only this module knows which dissectors, sinks and
+sources make up a running sensor, in which order observers see events, and how a replay of several
+files or a live capture is driven.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sensor.capture.base import CaptureCounters, Source
+from sensor.capture.file import open_capture
+from sensor.dissectors.base import Dissector
+from sensor.dissectors.modbus import ModbusDissector
+from sensor.dissectors.mqtt import MqttDissector
+from sensor.dissectors.opcua import OpcUaDissector
+from sensor.dissectors.tls import TlsDissector
+from sensor.errors import CaptureError
+from sensor.limits import DEFAULT_LIMITS, Limits
+from sensor.outputs.eve import EveWriter, eve_timestamp
+from sensor.pipeline import CoreStats, EventSink, Pipeline, StatsSink
+from sensor.records import Frame
+
+log = logging.getLogger(__name__)
+
+
+def default_dissectors() -> list[Dissector]:
+    """The native dissectors, in the order they are offered a flow of unknown port."""
+    return [ModbusDissector(), OpcUaDissector(), MqttDissector(), TlsDissector()]
+
+
+@dataclass(frozen=True, slots=True)
+class SensorConfig:
+    limits: Limits = DEFAULT_LIMITS
+    eve_path: Path | None = None
+    deep: bool = False  # identify non-native ICS protocols with tshark after the native pass
+
+
+@dataclass(slots=True)
+class FileReport:
+    path: str
+    packets: int = 0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class Sensor:
+    """A wired pipeline with its statistics and outputs."""
+
+    def __init__(self, config: SensorConfig, extra_sinks: Sequence[EventSink] = ()) -> None:
+        self.config = config
+        self.dissectors = default_dissectors()
+        self.protocol_stats = [StatsSink(d.name, d.stats()) for d in self.dissectors]
+        self.eve = EveWriter(config.eve_path) if config.eve_path else None
+        sinks: list[EventSink] = [*self.protocol_stats]
+        if self.eve is not None:
+            sinks.append(self.eve)
+        sinks.extend(extra_sinks)
+        self.pipeline = Pipeline(self.dissectors, sinks, config.limits)
+        self.core_stats = CoreStats(self.pipeline)
+        self.pipeline.sinks.append(self.core_stats)
+        self.capture = CaptureCounters()
+        self.files: list[FileReport] = []
+        self.other_protocols: dict[str, int] | None = None
+
+    def _absorb_capture(self, counters: CaptureCounters) -> None:
+        for key, value in counters.as_dict().items():
+            setattr(self.capture, key, getattr(self.capture, key) + value)
+
+    def run_source(self, source: Source, on_frame: Callable[[Frame], None] | None = None) -> None:
+        """Drive frames of one source through the pipeline (raises CaptureError on corruption)."""
+        process = self.pipeline.process
+        frames: Iterator[Frame] = source.frames()
+        try:
+            if on_frame is None:
+                for frame in frames:
+                    process(frame)
+            else:
+                for frame in frames:
+                    process(frame)
+                    on_frame(frame)
+        finally:
+            self._absorb_capture(source.counters)
+            source.close()
+
+    def replay_file(self, path: Path, on_frame: Callable[[Frame], None] | None = None) -> FileReport:
+        report = FileReport(str(path))
+        self.files.append(report)
+        before = self.pipeline.packets
+        source: Source | None = None
+        try:
+            source = open_capture(path, self.config.limits)
+            self.run_source(source, on_frame)
+        except CaptureError as exc:
+            report.error = str(exc)
+        except OSError as exc:
+            report.error = f"{path}: {exc.strerror or exc}"
+        finally:
+            report.packets = self.pipeline.packets - before
+            if source is not None:
+                report.warnings.extend(source.warnings)
+        return report
+
+    def finish(self, paths: Sequence[Path] = ()) -> dict[str, Any]:
+        """Flush flows, run the deep pass if asked, write the final stats record; return the summary."""
+        self.pipeline.finish()
+        if self.config.deep:
+            from sensor.deep import identify_other_protocols, summarize
+
+            self.other_protocols = summarize(identify_other_protocols(list(paths)))
+        summary = self.summary()
+        if self.eve is not None:
+            self.eve.write_raw(
+                {"timestamp": eve_timestamp(self.pipeline.now), "event_type": "stats", "stats": summary}
+            )
+            self.eve.close()
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        out = self.core_stats.section()
+        out["capture"] = self.capture.as_dict()
+        for s in self.protocol_stats:
+            out[s.name] = s.stats.section()
+        if self.other_protocols is not None:
+            out["other_protocols"] = self.other_protocols
+        out["files"] = [
+            {"path": f.path, "packets": f.packets, "warnings": f.warnings, "error": f.error}
+            for f in self.files
+        ]
+        return out
+
+
+def replay(
+    paths: Sequence[Path],
+    config: SensorConfig = SensorConfig(),
+    on_frame: Callable[[Frame], None] | None = None,
+    on_file: Callable[[Path], None] | None = None,
+) -> tuple[dict[str, Any], list[FileReport]]:
+    """Replay capture files in order into one sensor; return the summary and per-file reports.
+
+    A file that cannot be read is reported (``FileReport.error``) and the next one is processed:
+    one bad file does not lose the others' results.
+    """
+    sensor = Sensor(config)
+    for path in paths:
+        if on_file is not None:
+            on_file(path)
+        sensor.replay_file(path, on_frame)
+    summary = sensor.finish(paths)
+    return summary, sensor.files
