@@ -25,6 +25,7 @@ from sensor.dissectors.base import Dissector, DissectorSession, Probe, ProtocolS
 from sensor.flows.table import DEFAULT_SERVER_PORTS, FlowTable
 from sensor.limits import Limits
 from sensor.records import (
+    Alert,
     AppEvent,
     FlowRef,
     FlowSummary,
@@ -45,6 +46,39 @@ class EventSink(Protocol):
     """Anything that consumes the pipeline's events: outputs, statistics, observers."""
 
     def handle(self, event: AppEvent) -> None: ...
+
+
+class Observer(EventSink, Protocol):
+    """A sink that judges events (policy, baseline, rules, certificates) and raises alerts.
+
+    Observers receive a ``publish`` callable when they are built (runtime.py) and call it with each
+    :class:`~sensor.records.Alert`. ``flush`` is called at the end of input (and periodically by a
+    live sensor) so that aggregated alerts are published with their final counts.
+    """
+
+    def flush(self, now: float) -> None: ...
+
+
+class AlertRouter:
+    """Hands every alert to the alert sinks in order: the store first (durable), then the outputs."""
+
+    def __init__(self) -> None:
+        self.sinks: list[EventSink] = []
+        self.by_rule: Counter[str] = Counter()
+        self.by_category: Counter[str] = Counter()
+
+    def publish(self, alert: Alert) -> None:
+        self.by_rule[alert.rule] += alert.count
+        self.by_category[alert.category] += alert.count
+        for sink in self.sinks:
+            sink.handle(alert)
+
+    def section(self) -> dict[str, Any]:
+        return {
+            "total": sum(self.by_category.values()),
+            "by_category": dict(sorted(self.by_category.items())),
+            "by_rule": dict(sorted(self.by_rule.items())),
+        }
 
 
 class _Detection:

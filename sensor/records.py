@@ -12,8 +12,9 @@ addresses) so that no dissector repeats it.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 # --- capture -> decode ---------------------------------------------------------------------------
@@ -306,3 +307,75 @@ class CertificateObservation:
                 **self.cert.as_dict(),
             }
         }
+
+
+# --- observers -> outputs ------------------------------------------------------------------------
+
+ALERT_CATEGORIES = ("policy", "anomaly", "signature", "certificate", "protocol")
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A finding for a person to look at (DESIGN.md §5).
+
+    ``rule`` is the stable id of what fired: ``policy:<conduit or zone pair>:<reason>``,
+    ``anomaly:<kind>``, ``1:<sid>:<rev>`` for a signature, ``cert:<status>``. ``alert_id`` is
+    derived from the rule, the endpoints and the packet time of the first occurrence, so a replay
+    after a crash produces the same ids and the store never holds one twice. Repeated findings are
+    aggregated by the observer that makes them: ``count`` occurrences from ``ts`` to ``last_ts``.
+    """
+
+    ts: float
+    flow: FlowRef | None
+    rule: str
+    signature: str  # one line a person reads: what happened, between whom, what exactly
+    category: str  # one of ALERT_CATEGORIES
+    severity: int  # 1 high .. 4 informational, as EVE alert severities
+    signature_id: int  # Suricata sid for signatures; a stable number for the other categories
+    rev: int = 1
+    to_server: bool = True
+    app_proto: str = ""
+    src_zone: str = ""
+    dest_zone: str = ""
+    conduit: str = ""
+    mitre: tuple[str, ...] = ()  # ATT&CK for ICS technique ids, e.g. ("T0836",)
+    evidence: dict[str, Any] = field(default_factory=dict)  # JSON-safe detail: the exact operation
+    count: int = 1
+    last_ts: float = 0.0
+
+    event_type: ClassVar[str] = "alert"
+
+    @property
+    def alert_id(self) -> str:
+        src, _sport, dst, dport = self.flow.endpoints(self.to_server) if self.flow else ("", 0, "", 0)
+        key = f"{self.rule}|{src}|{dst}|{dport}|{self.ts:.6f}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    def eve_body(self) -> dict[str, Any]:
+        return {
+            "alert": {
+                "action": "allowed",  # a passive sensor never blocks
+                "gid": 1,
+                "signature_id": self.signature_id,
+                "rev": self.rev,
+                "signature": self.signature,
+                "category": self.category,
+                "severity": self.severity,
+                "metadata": {"mitre_technique_id": list(self.mitre)} if self.mitre else {},
+            },
+            "zonewarden": {
+                "id": self.alert_id,
+                "rule": self.rule,
+                "src_zone": self.src_zone,
+                "dest_zone": self.dest_zone,
+                "conduit": self.conduit,
+                "evidence": self.evidence,
+                "count": self.count,
+                "last_seen": self.last_ts or self.ts,
+            },
+        }
+
+
+def stable_signature_id(rule: str, base: int = 9_000_000) -> int:
+    """A stable sid for non-signature alerts, inside the project's reserved range (9,000,000+)."""
+    return base + int.from_bytes(hashlib.sha256(rule.encode()).digest()[:3], "big") % 900_000

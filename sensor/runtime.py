@@ -23,8 +23,8 @@ from sensor.dissectors.tls import TlsDissector
 from sensor.errors import CaptureError
 from sensor.limits import DEFAULT_LIMITS, Limits
 from sensor.outputs.eve import EveWriter, eve_timestamp
-from sensor.pipeline import CoreStats, EventSink, Pipeline, StatsSink
-from sensor.records import Frame
+from sensor.pipeline import AlertRouter, CoreStats, EventSink, Observer, Pipeline, StatsSink
+from sensor.records import Alert, Frame
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,25 @@ class FileReport:
 class Sensor:
     """A wired pipeline with its statistics and outputs."""
 
-    def __init__(self, config: SensorConfig, extra_sinks: Sequence[EventSink] = ()) -> None:
+    def __init__(
+        self,
+        config: SensorConfig,
+        extra_sinks: Sequence[EventSink] = (),
+        observers: Sequence[Callable[[Callable[[Alert], None]], Observer]] = (),
+    ) -> None:
+        """``observers`` are factories given the alert publisher, e.g. ``lambda publish: X(publish)``."""
         self.config = config
         self.dissectors = default_dissectors()
         self.protocol_stats = [StatsSink(d.name, d.stats()) for d in self.dissectors]
         self.eve = EveWriter(config.eve_path) if config.eve_path else None
+        self.alerts = AlertRouter()
+        self.observers = [make(self.alerts.publish) for make in observers]
         sinks: list[EventSink] = [*self.protocol_stats]
         if self.eve is not None:
             sinks.append(self.eve)
+            self.alerts.sinks.append(self.eve)
         sinks.extend(extra_sinks)
+        sinks.extend(self.observers)
         self.pipeline = Pipeline(self.dissectors, sinks, config.limits)
         self.core_stats = CoreStats(self.pipeline)
         self.pipeline.sinks.append(self.core_stats)
@@ -109,6 +119,8 @@ class Sensor:
     def finish(self, paths: Sequence[Path] = ()) -> dict[str, Any]:
         """Flush flows, run the deep pass if asked, write the final stats record; return the summary."""
         self.pipeline.finish()
+        for observer in self.observers:
+            observer.flush(self.pipeline.now)
         if self.config.deep:
             from sensor.deep import identify_other_protocols, summarize
 
@@ -126,6 +138,7 @@ class Sensor:
         out["capture"] = self.capture.as_dict()
         for s in self.protocol_stats:
             out[s.name] = s.stats.section()
+        out["alerts"] = self.alerts.section()
         if self.other_protocols is not None:
             out["other_protocols"] = self.other_protocols
         out["files"] = [
