@@ -159,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--summary-json", metavar="FILE")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
     s.set_defaults(func=cmd_sniff)
+
+    from api.pki.cli import register as register_pki
+
+    register_pki(sub)
     return parser
 
 
