@@ -121,7 +121,9 @@ class Pipeline:
         ports = frozenset(p for d in self.dissectors for p in d.ports)
         self.decoder = Decoder(limits)
         self.flows = FlowTable(limits, server_ports=DEFAULT_SERVER_PORTS | ports)
-        self.sinks = list(sinks)
+        self.sinks = list(sinks)  # sinks of every event
+        self._proto_sinks: dict[str, list[EventSink]] = {}  # sinks of one app_proto's events only
+        self._routes: dict[str, list[EventSink]] = {}  # app_proto -> sinks, built on first use
         self.counters: Counter[str] = Counter()
         self.packets = 0
         self.bytes = 0
@@ -169,9 +171,22 @@ class Pipeline:
 
     # --- dispatch ------------------------------------------------------------------------------
 
+    def add_sink(self, sink: EventSink, app_protos: Iterable[str] | None = None) -> None:
+        """Add a sink of every event, or only of the events of the given app protocols."""
+        if app_protos is None:
+            self.sinks.append(sink)
+        else:
+            for proto in app_protos:
+                self._proto_sinks.setdefault(proto, []).append(sink)
+        self._routes.clear()
+
     def _emit(self, events: Iterable[AppEvent]) -> None:
+        routes = self._routes
         for event in events:
-            for sink in self.sinks:
+            route = routes.get(event.app_proto)
+            if route is None:
+                route = routes[event.app_proto] = self.sinks + self._proto_sinks.get(event.app_proto, [])
+            for sink in route:
                 sink.handle(event)
 
     def _dispatch(self, outputs: Sequence[Any]) -> None:

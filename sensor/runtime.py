@@ -65,15 +65,17 @@ class Sensor:
         self.eve = EveWriter(config.eve_path) if config.eve_path else None
         self.alerts = AlertRouter()
         self.observers = [make(self.alerts.publish) for make in observers]
-        sinks: list[EventSink] = [*self.protocol_stats]
+        sinks: list[EventSink] = []
         if self.eve is not None:
             sinks.append(self.eve)
             self.alerts.sinks.append(self.eve)
         sinks.extend(extra_sinks)
         sinks.extend(self.observers)
         self.pipeline = Pipeline(self.dissectors, sinks, config.limits)
+        for stats in self.protocol_stats:
+            self.pipeline.add_sink(stats, (stats.name,))
         self.core_stats = CoreStats(self.pipeline)
-        self.pipeline.sinks.append(self.core_stats)
+        self.pipeline.add_sink(self.core_stats, ("",))
         self.capture = CaptureCounters()
         self.files: list[FileReport] = []
         self.other_protocols: dict[str, int] | None = None
