@@ -186,7 +186,8 @@ class AppEvent(Protocol):
     src/dest correctly. ``app_proto`` is the lowercase protocol id ("modbus", "opcua", ...).
     """
 
-    event_type: ClassVar[str]
+    @property
+    def event_type(self) -> str: ...
 
     @property
     def ts(self) -> float: ...

@@ -300,20 +300,7 @@ def parse_request(r: Reader, function: int) -> tuple[ModbusRequest, tuple[Issue,
 
 
 def _invalid(req: ModbusRequest) -> ModbusRequest:
-    # dataclasses.replace would do, but is slower; only the flag changes.
-    return ModbusRequest(
-        req.function,
-        address=req.address,
-        quantity=req.quantity,
-        byte_count=req.byte_count,
-        values=req.values,
-        write_address=req.write_address,
-        write_quantity=req.write_quantity,
-        write_values=req.write_values,
-        raw=req.raw,
-        raw_length=req.raw_length,
-        valid=False,
-    )
+    return req._replace(valid=False)
 
 
 def _write_file_records(body: Reader, issues: list[Issue]) -> list[FileRecord]:
@@ -522,14 +509,7 @@ def parse_response(
 
 
 def _flag_response(resp: ModbusResponse) -> ModbusResponse:
-    return ModbusResponse(
-        resp.function,
-        subfunction=resp.subfunction,
-        values=resp.values,
-        raw=resp.raw,
-        raw_length=resp.raw_length,
-        valid=False,
-    )
+    return resp._replace(valid=False)
 
 
 def _device_identification_response(r: Reader, fc: int, mei: int) -> tuple[ModbusResponse, tuple[Issue, ...]]:
