@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := tshark tcpdump tcpreplay mosquitto mosquitto-clients iproute2
 STAMP := $(VENV)/.installed
 
 .PHONY: setup system-deps demo test lint unit pcaps bench clean
@@ -13,7 +12,8 @@ setup: system-deps $(STAMP)
 # Debian packages: installed only when a command is missing (root, or sudo when available).
 system-deps:
 	@missing=""; \
-	for cmd in tshark:tshark tcpdump:tcpdump tcpreplay:tcpreplay mosquitto:mosquitto mosquitto_passwd:mosquitto-clients ip:iproute2; do \
+	for cmd in tshark:tshark tcpdump:tcpdump tcpreplay:tcpreplay mosquitto:mosquitto mosquitto_passwd:mosquitto-clients ip:iproute2 \
+	           rsvg-convert:librsvg2-bin nft:nftables; do \
 	  c=$${cmd%%:*}; p=$${cmd##*:}; \
 	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$p"; \
 	done; \
@@ -41,7 +41,7 @@ test: setup lint
 
 demo: setup
 	@mkdir -p out
-	$(BIN)/zonewarden replay pcaps/*.pcap --eve out/demo-eve.json --summary-json -
+	$(BIN)/zonewarden serve --db out/demo.db --replay pcaps/*.pcap --print-admin-token
 
 pcaps: setup
 	$(BIN)/python -m pcaps.generate.all --out pcaps/

@@ -2,8 +2,8 @@
 
 Contracts other tools rely on (keep them; extend, never rename):
 
-* ``zonewarden replay PCAP... [--eve FILE] [--summary-json FILE|-] [--deep]``: exit 0 on success
-  (warnings such as a truncated last record go to stderr), 2 when a file is not a capture or is
+* ``zonewarden replay PCAP... [--eve FILE] [--summary-json FILE|-] [--deep] [--policy FILE]``: exit 0 on
+  success (warnings such as a truncated last record go to stderr), 2 when a file is not a capture or is
   corrupt (one line on stderr, never a traceback; the other files are still processed).
 * ``zonewarden sniff -i IFACE [--bpf FILTER] [--eve FILE] [--summary-json FILE|-]``.
 """
@@ -11,6 +11,7 @@ Contracts other tools rely on (keep them; extend, never rename):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from sensor.config import apply_config_args
 from sensor.errors import UserError
 from sensor.records import Frame
 
@@ -95,6 +97,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     paths = [Path(p) for p in args.pcap]
     config = SensorConfig(eve_path=Path(args.eve) if args.eve else None, deep=args.deep)
+    if args.policy:
+        config = dataclasses.replace(config, policy_path=Path(args.policy))
+    if args.db:
+        config = dataclasses.replace(config, db_path=Path(args.db))
+    if args.learn_for is not None or args.baseline:
+        config = dataclasses.replace(
+            config, learn_for=args.learn_for, baseline_path=Path(args.baseline) if args.baseline else None
+        )
+    config = apply_config_args(config, args)
     progress = Progress(sys.stderr, paths) if sys.stderr.isatty() and not args.quiet else None
     summary, reports = replay(
         paths,
@@ -120,7 +131,16 @@ def cmd_sniff(args: argparse.Namespace) -> int:
     from sensor.capture.live import LiveSource
     from sensor.runtime import Sensor, SensorConfig
 
-    sensor = Sensor(SensorConfig(eve_path=Path(args.eve) if args.eve else None))
+    sensor = Sensor(
+        apply_config_args(
+            SensorConfig(
+                eve_path=Path(args.eve) if args.eve else None,
+                policy_path=Path(args.policy) if args.policy else None,
+                db_path=Path(args.db) if args.db else None,
+            ),
+            args,
+        )
+    )
     source = LiveSource(args.interface, args.bpf, sensor.config.limits)
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -132,7 +152,14 @@ def cmd_sniff(args: argparse.Namespace) -> int:
     if args.duration:
         signal.signal(signal.SIGALRM, stop)
         signal.alarm(int(args.duration))
-    sensor.run_source(source)
+    from policy.reload import watch_policy
+
+    watcher = watch_policy(sensor.policy, Path(args.policy)) if sensor.policy and args.policy else None
+    try:
+        sensor.run_source(source)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     summary = sensor.finish()
     if args.summary_json:
         _write_json(args.summary_json, summary)
@@ -149,6 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eve", metavar="FILE", help="write one EVE JSON line per event to FILE")
     p.add_argument("--summary-json", metavar="FILE", help="write the summary as JSON to FILE ('-' = stdout)")
     p.add_argument("--deep", action="store_true", help="identify other ICS protocols with tshark")
+    p.add_argument("--policy", metavar="FILE", help="check every operation against a zone/conduit policy")
+    p.add_argument(
+        "--learn-for",
+        type=float,
+        metavar="SECONDS",
+        help="anomaly detection: learn on the first SECONDS of packet time, detect on the rest",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="anomaly detection: reuse this baseline if it exists (learn only with --learn-for); save after",
+    )
+    p.add_argument("--db", metavar="PATH", help="save inventory, graph and alerts to this SQLite store")
+    p.add_argument("--config", metavar="FILE", help="sensor configuration (YAML): rules, alert sinks")
+    p.add_argument("--rules", metavar="PATH", action="append", help="Suricata-format rules file or directory")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_replay)
 
@@ -158,11 +200,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eve", metavar="FILE")
     s.add_argument("--summary-json", metavar="FILE")
     s.add_argument("--duration", type=float, help="stop after this many seconds")
+    s.add_argument("--db", metavar="PATH", help="save inventory, graph and alerts to this SQLite store")
+    s.add_argument("--policy", metavar="FILE", help="zone/conduit policy; reloaded when the file changes")
+    s.add_argument("--config", metavar="FILE", help="sensor configuration (YAML): rules, alert sinks")
+    s.add_argument("--rules", metavar="PATH", action="append", help="Suricata-format rules file or directory")
     s.set_defaults(func=cmd_sniff)
 
     from api.pki.cli import register as register_pki
 
     register_pki(sub)
+    from api.cli import register as register_api
+
+    register_api(sub)
+    from policy.cli import register as register_policy
+
+    register_policy(sub)
+    from sensor.detect.cli import register as register_baseline
+
+    register_baseline(sub)
+    from sensor.assets.cli import register as register_assets
+
+    register_assets(sub)
+    from rules.cli import register as register_rules
+
+    register_rules(sub)
     return parser
 
 

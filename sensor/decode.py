@@ -325,25 +325,8 @@ class Decoder:
             return self._ipv4_fragment(
                 frame, data, off + ihl, end, src, dst, ident, frag, proto, src_mac, dst_mac, vlans
             )
-        start = off + ihl
-        if proto == PROTO_TCP:
-            # RFC 9293 §3.1: ports | seq | ack | data offset(4) rsvd(4) flags(8) | window
-            if end - start < 20:
-                self._bad("decoder.tcp_truncated")
-                return None
-            sport, dport, seq, ack, off_flags, window = _unpack_tcp(data, start)
-            doff = (off_flags >> 12) << 2
-            if doff < 20 or doff > end - start:
-                self._bad("decoder.invalid_tcp_offset")
-                return None
-            return _new_packet(
-                Packet,
-                (frame.ts, 4, src, dst, PROTO_TCP, sport, dport, data[start + doff : end], frame.wire_len,
-                 seq, ack, off_flags & 0xFF, window, data[start + 20 : start + doff] if doff > 20 else b"",
-                 src_mac, dst_mac, vlans),
-            )  # fmt: skip
         return self._transport(
-            frame.ts, frame.wire_len, 4, src, dst, proto, data, start, end, src_mac, dst_mac, vlans
+            frame.ts, frame.wire_len, 4, src, dst, proto, data, off + ihl, end, src_mac, dst_mac, vlans
         )
 
     def _ipv4_fragment(
@@ -577,6 +560,7 @@ class Decoder:
         vlans: tuple[int, ...],
     ) -> Packet | None:
         if proto == PROTO_TCP:
+            # RFC 9293 §3.1: ports | seq | ack | data offset(4) rsvd(4) flags(8) | window
             if end - start < 20:
                 self._bad("decoder.tcp_truncated")
                 return None

@@ -67,6 +67,8 @@ class Limits:
 
     # inventory (hostile input G1)
     max_assets: int = 100_000
+    max_graph_edges: int = 500_000  # (client, server, protocol, port) edges; least recently seen evicted
+    max_asset_detail: int = 1000  # per asset: register-map entries, OPC UA nodes, MQTT topics, fact values
 
     # deep identification through tshark (sensor/deep.py), off the hot path
     deep_max_flows: int = 100_000  # 5-tuples tracked; unidentified ones are evicted first

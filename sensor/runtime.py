@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sensor.assets.observer import InventoryObserver
 from sensor.capture.base import CaptureCounters, Source
 from sensor.capture.file import open_capture
 from sensor.dissectors.base import Dissector
@@ -25,6 +26,13 @@ from sensor.limits import DEFAULT_LIMITS, Limits
 from sensor.outputs.eve import EveWriter, eve_timestamp
 from sensor.pipeline import AlertRouter, CoreStats, EventSink, Observer, Pipeline, StatsSink
 from sensor.records import Alert, Frame
+
+if TYPE_CHECKING:
+    from policy.observer import PolicyObserver
+    from rules.engine import RulesObserver
+    from sensor.config import OutputsConfig
+    from sensor.detect.observer import AnomalyObserver
+    from sensor.outputs.deliver import Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,13 @@ class SensorConfig:
     limits: Limits = DEFAULT_LIMITS
     eve_path: Path | None = None
     deep: bool = False  # identify non-native ICS protocols with tshark after the native pass
+    db_path: Path | None = None  # SQLite store for inventory, graph and alerts (none: in memory only)
+    policy_path: Path | None = None  # zone/conduit policy (policy/) checked against every operation
+    learn_for: float | None = None  # anomaly detection: learn this many seconds of packet time first
+    baseline_path: Path | None = None  # anomaly detection: baseline reused if it exists, saved after
+    rule_paths: tuple[Path, ...] = ()  # Suricata-format rules (rules/): files or directories
+    rule_vars: tuple[tuple[str, str], ...] = ()  # rule variables ($HOME_NET ...) over the defaults
+    outputs: OutputsConfig | None = None  # alert sinks (syslog, webhook, EVE file) from --config
 
 
 @dataclass(slots=True)
@@ -60,15 +75,53 @@ class Sensor:
     ) -> None:
         """``observers`` are factories given the alert publisher, e.g. ``lambda publish: X(publish)``."""
         self.config = config
+        compiled_policy = None
+        if config.policy_path is not None:  # before any file is opened: a bad one raises PolicyError
+            from policy.index import load_compiled
+
+            compiled_policy = load_compiled(config.policy_path)
         self.dissectors = default_dissectors()
         self.protocol_stats = [StatsSink(d.name, d.stats()) for d in self.dissectors]
         self.eve = EveWriter(config.eve_path) if config.eve_path else None
         self.alerts = AlertRouter()
-        self.observers = [make(self.alerts.publish) for make in observers]
+        # inventory + graph first (DESIGN.md §1); its store is the first, durable, alert sink
+        self.inventory = InventoryObserver.open(self.alerts.publish, config.limits, config.db_path)
+        if self.inventory.store is not None:
+            self.alerts.sinks.append(self.inventory.store)
+        self.observers: list[Observer] = [self.inventory, *(make(self.alerts.publish) for make in observers)]
+        self.policy: PolicyObserver | None = None
+        if compiled_policy is not None:
+            from policy.observer import PolicyObserver
+
+            self.policy = PolicyObserver(compiled_policy, self.alerts.publish, source=str(config.policy_path))
+            self.observers.append(self.policy)
+        self.anomaly: AnomalyObserver | None = None
+        if config.learn_for is not None or config.baseline_path is not None:
+            from sensor.detect.observer import AnomalyObserver
+
+            self.anomaly = AnomalyObserver.from_config(
+                self.alerts.publish, config.learn_for, config.baseline_path
+            )
+            self.observers.append(self.anomaly)
+        self.rules: RulesObserver | None = None
+        if config.rule_paths:
+            from rules.engine import RuleSet, RulesObserver
+
+            ruleset = RuleSet.from_paths(list(config.rule_paths), dict(config.rule_vars))
+            self.rules = RulesObserver(self.alerts.publish, ruleset)
+            self.observers.append(self.rules)
         sinks: list[EventSink] = []
         if self.eve is not None:
             sinks.append(self.eve)
             self.alerts.sinks.append(self.eve)
+        self.deliverer: Deliverer | None = None
+        if config.outputs is not None and config.outputs.sinks:
+            from sensor.outputs.deliver import Deliverer
+
+            # after the store (the first alert sink): delivery starts from a durable copy
+            self.deliverer = Deliverer.from_config(config.outputs)
+            self.alerts.sinks.append(self.deliverer)
+            self.deliverer.start()
         sinks.extend(extra_sinks)
         sinks.extend(self.observers)
         self.pipeline = Pipeline(self.dissectors, sinks, config.limits)
@@ -126,7 +179,12 @@ class Sensor:
         if self.config.deep:
             from sensor.deep import identify_other_protocols, summarize
 
-            self.other_protocols = summarize(identify_other_protocols(list(paths)))
+            other_flows = identify_other_protocols(list(paths))
+            self.other_protocols = summarize(other_flows)
+            self.inventory.absorb_other_protocols(other_flows)
+        self.inventory.close(self.pipeline.now)
+        if self.deliverer is not None:
+            self.deliverer.close()
         summary = self.summary()
         if self.eve is not None:
             self.eve.write_raw(
@@ -141,8 +199,20 @@ class Sensor:
         for s in self.protocol_stats:
             out[s.name] = s.stats.section()
         out["alerts"] = self.alerts.section()
+        if self.policy is not None:
+            out["policy"] = self.policy.section()
+        if self.anomaly is not None:
+            out["baseline"] = self.anomaly.section()
+        if self.rules is not None:
+            out["rules"] = self.rules.section()
+        if self.deliverer is not None:
+            out["outputs"] = self.deliverer.section()
         if self.other_protocols is not None:
             out["other_protocols"] = self.other_protocols
+        out["assets"] = len(self.inventory.inventory)
+        out["edges"] = len(self.inventory.graph)
+        out["roles"] = self.inventory.roles()
+        out["inventory"] = self.inventory.section()
         out["files"] = [
             {"path": f.path, "packets": f.packets, "warnings": f.warnings, "error": f.error}
             for f in self.files

@@ -174,3 +174,46 @@ def truncated_file(out: Path) -> None:
 def not_a_capture(out: Path) -> None:
     """A text file named .pcap (P1): one-line error, exit 2."""
     out.write_text("this is not a capture file\n" * 4)
+
+
+def rules_modbus_attack(out: Path) -> None:
+    """Traffic that makes each project Modbus rule fire (rules/zonewarden-modbus.rules)."""
+    from zw_rules_builders import modbus_attack
+
+    modbus_attack(out)
+
+
+def rules_mqtt_attack(out: Path) -> None:
+    """Traffic that makes each project MQTT rule fire (rules/zonewarden-mqtt.rules)."""
+    from zw_rules_builders import mqtt_attack
+
+    mqtt_attack(out)
+
+
+def rules_opcua_attack(out: Path) -> None:
+    """Traffic that makes each project OPC UA rule fire (rules/zonewarden-opcua.rules)."""
+    from zw_rules_builders import opcua_attack
+
+    opcua_attack(out)
+
+
+def _mqtt_connect(client_id: str) -> bytes:
+    """MQTT 3.1.1 CONNECT (§3.1), clean session, keep-alive 60 s."""
+    cid = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x3c" + struct.pack(">H", len(cid)) + cid
+    return bytes([0x10, len(body)]) + body
+
+
+def assets_identity_conflict(out: Path) -> None:
+    """Two hosts connect to one broker with the same MQTT client id (identity conflict), and four hosts
+    appear behind one MAC (a router): the inventory keeps them apart and flags the conflict."""
+    convs = []
+    for n, client in enumerate(("10.1.0.11", "10.1.0.12")):
+        c = Conversation(client, "10.1.0.5", 40000 + n, 1883, t0=T0 + n)
+        c.handshake().send(True, _mqtt_connect("line1-plc")).send(False, b"\x20\x02\x00\x00").close()
+        convs.append(c)
+    for n, client in enumerate(("10.2.0.21", "10.2.0.22")):
+        c = Conversation(client, "10.1.0.5", 41000 + n, 1883, t0=T0 + 5 + n)
+        c.handshake().send(True, _mqtt_connect(f"sensor-{n}")).send(False, b"\x20\x02\x00\x00").close()
+        convs.append(c)
+    _write(out, *convs)

@@ -89,7 +89,10 @@ def _inputs(case: dict[str, Any], tmp_path: Path) -> list[Path]:
 
 
 @pytest.mark.parametrize("case_dir", _case_dirs(), ids=lambda p: p.name)
-def test_replay_case(case_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_case(
+    case_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)  # paths in a case's args (policies, rules) are relative to the repository
     case = yaml.safe_load((case_dir / "case.yaml").read_text())
     assert case.get("purpose"), f"{case_dir.name}: case.yaml needs a purpose line"
     eve = tmp_path / "eve.json"

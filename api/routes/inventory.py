@@ -1,0 +1,216 @@
+"""Assets, communications, the graph and certificates seen on the wire — read from the sensor store
+(``sensor.store.sqlite.Store`` reader API; graph exports from ``sensor.assets.export``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Any
+
+from fastapi import Path, Query, Request, Response
+
+from api.auth import Permission
+from api.deps import AppSettings, SensorStore
+from api.errors import ApiError, not_found
+from api.routes.common import guarded, resource_router
+from api.schemas.common import Page
+from api.schemas.inventory import (
+    AssetDetail,
+    AssetQuery,
+    AssetSummary,
+    Edge,
+    EdgeQuery,
+    GraphQuery,
+    ObservedCertificate,
+    ObservedQuery,
+)
+from api.settings import Settings
+
+router = resource_router("inventory")
+
+# The inventory is capped (Limits.max_assets), so a filtered list is computed over every row.
+ALL_ROWS = 10**9
+
+AssetIp = Annotated[str, Path(max_length=45, description="the asset's IP address", examples=["10.10.1.20"])]
+
+
+def _zone_of(request: Request, settings: Settings) -> Any:
+    return request.app.state.zone_lookup.zone_of(settings)
+
+
+def _page(rows: list[Any], limit: int, offset: int) -> Page[Any]:
+    return Page(items=rows[offset : offset + limit], total=len(rows), limit=limit, offset=offset)
+
+
+@router.get(
+    "/assets",
+    summary="assets: list, search, filter",
+    response_model=Page[AssetSummary],
+    **guarded(Permission.READ),
+)
+def list_assets(
+    request: Request, store: SensorStore, settings: AppSettings, params: Annotated[AssetQuery, Query()]
+) -> Page[Any]:
+    rows = store.list_assets(role=params.role, protocol=params.protocol, limit=ALL_ROWS)
+    zone_of = _zone_of(request, settings)
+    if params.zone is not None and zone_of is None:
+        raise ApiError(422, "no_policy", "filtering by zone needs a policy (serve --policy FILE)")
+    if params.vendor:
+        needle = params.vendor.lower()
+        rows = [r for r in rows if needle in (r["vendor"] or "").lower()]
+    if params.q:
+        needle = params.q.lower()
+        rows = [
+            r for r in rows if any(needle in str(r[k] or "").lower() for k in ("ip", "mac", "name", "vendor"))
+        ]
+    for r in rows:
+        r["zone"] = zone_of(r["ip"]) if zone_of else None
+    if params.zone is not None:
+        rows = [r for r in rows if r["zone"] == params.zone]
+    return _page(rows, params.limit, params.offset)
+
+
+@router.get(
+    "/assets/{ip}",
+    summary="one asset with everything known about it",
+    response_model=AssetDetail,
+    **guarded(Permission.READ, 404),
+)
+def get_asset(request: Request, store: SensorStore, settings: AppSettings, ip: AssetIp) -> dict[str, Any]:
+    try:
+        address = str(ipaddress.ip_address(ip))
+    except ValueError:
+        raise not_found("asset") from None
+    asset = store.get_asset(address)
+    if asset is None:
+        raise not_found("asset")
+    zone_of = _zone_of(request, settings)
+    asset["zone"] = zone_of(address) if zone_of else None
+    return dict(asset)
+
+
+@router.get(
+    "/communications",
+    summary="communications (edges) with their operations",
+    response_model=Page[Edge],
+    **guarded(Permission.READ),
+)
+def list_communications(store: SensorStore, params: Annotated[EdgeQuery, Query()]) -> Page[Any]:
+    rows = store.list_edges(ip=params.ip, protocol=params.protocol)
+    return _page(rows, params.limit, params.offset)
+
+
+def _graph(request: Request, store: Any, settings: Settings, params: GraphQuery, fmt: str) -> bytes:
+    from sensor.assets.export import export_graph
+    from sensor.assets.graph import CommunicationGraph
+
+    edges = store.load_edges()
+    nodes = {r["ip"]: r for r in store.list_assets(limit=ALL_ROWS)}
+    if params.zone is not None:
+        zone_of = _zone_of(request, settings)
+        if zone_of is None:
+            raise ApiError(422, "no_policy", "filtering by zone needs a policy (serve --policy FILE)")
+        in_zone = {ip for ip in nodes if zone_of(ip) == params.zone}
+        edges = [e for e in edges if e.client in in_zone or e.server in in_zone]
+        nodes = {ip: n for ip, n in nodes.items() if ip in in_zone}
+    if params.protocol:
+        edges = [e for e in edges if e.protocol == params.protocol]
+    if params.ip:
+        edges = [e for e in edges if params.ip in (e.client, e.server)]
+        nodes = {ip: n for ip, n in nodes.items() if ip == params.ip}
+    if params.protocol or params.ip:
+        touched = {e.client for e in edges} | {e.server for e in edges}
+        nodes = {ip: n for ip, n in nodes.items() if ip in touched or ip == params.ip}
+    graph = CommunicationGraph(max_edges=0)
+    graph.load(edges)
+    return export_graph(graph, nodes, fmt)
+
+
+@router.get(
+    "/graph", summary="the communication graph, node-link JSON (networkx)", **guarded(Permission.READ, 422)
+)
+def graph_json(
+    request: Request, store: SensorStore, settings: AppSettings, params: Annotated[GraphQuery, Query()]
+) -> Response:
+    return Response(_graph(request, store, settings, params, "json"), media_type="application/json")
+
+
+@router.get(
+    "/graph.graphml",
+    summary="the communication graph as GraphML (download)",
+    response_class=Response,
+    **guarded(
+        Permission.READ,
+        422,
+        responses={
+            200: {
+                "content": {"application/graphml+xml": {"schema": {"type": "string"}}},
+                "description": "GraphML",
+            }
+        },
+    ),
+)
+def graph_graphml(
+    request: Request, store: SensorStore, settings: AppSettings, params: Annotated[GraphQuery, Query()]
+) -> Response:
+    return Response(
+        _graph(request, store, settings, params, "graphml"),
+        media_type="application/graphml+xml",
+        headers={"Content-Disposition": 'attachment; filename="zonewarden-graph.graphml"'},
+    )
+
+
+@router.get(
+    "/certificates/observed",
+    summary="certificates devices presented on the wire",
+    response_model=Page[ObservedCertificate],
+    **guarded(Permission.READ),
+)
+def observed_certificates(
+    request: Request, store: SensorStore, settings: AppSettings, params: Annotated[ObservedQuery, Query()]
+) -> Page[Any]:
+    issued = _issued_fingerprints(settings)
+    seen: dict[str, dict[str, Any]] = {}
+    for asset in store.load_assets():
+        for sha, cert in asset.certificates.items():
+            entry = seen.setdefault(
+                sha,
+                {
+                    "sha256": sha,
+                    "subject": str(cert.get("subject", "")),
+                    "issuer": str(cert.get("issuer", "")),
+                    "not_after": cert.get("not_after"),
+                    "self_signed": bool(cert.get("self_signed", False)),
+                    "san_dns": list(cert.get("san_dns", [])),
+                    "san_ips": list(cert.get("san_ips", [])),
+                    "san_uris": list(cert.get("san_uris", [])),
+                    "sources": [],
+                    "assets": [],
+                    "issued_here": sha in issued,
+                },
+            )
+            if cert.get("source") and cert["source"] not in entry["sources"]:
+                entry["sources"].append(str(cert["source"]))
+            if asset.ip not in entry["assets"]:
+                entry["assets"].append(asset.ip)
+    rows = sorted(seen.values(), key=lambda e: (e["subject"], e["sha256"]))
+    if params.q:
+        needle = params.q.lower()
+        rows = [r for r in rows if needle in r["subject"].lower() or needle in r["issuer"].lower()]
+    if params.ip:
+        rows = [r for r in rows if params.ip in r["assets"]]
+    return _page(rows, params.limit, params.offset)
+
+
+def _issued_fingerprints(settings: Settings) -> set[str]:
+    if settings.pki_dir is None:
+        return set()
+    from api.pki.ca import DATABASE
+    from api.pki.store import PkiStore
+
+    if not (settings.pki_dir / DATABASE).is_file():
+        return set()
+    store = PkiStore(settings.pki_dir / DATABASE)
+    try:
+        return {row.sha256 for row in store.all()}
+    finally:
+        store.close()

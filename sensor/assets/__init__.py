@@ -1,0 +1,1 @@
+"""Asset inventory, communication graph and their exports (DESIGN.md §2, issue 5)."""

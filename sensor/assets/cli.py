@@ -1,0 +1,179 @@
+"""``zonewarden assets`` and ``zonewarden graph export``: read the store a replay or a sniff wrote.
+
+* ``zonewarden assets [--db PATH] [--json] [--role R] [--protocol P]``: one line per asset (address,
+  MAC and vendor, name, roles, protocols), most recently seen first.
+* ``zonewarden assets show IP [--db PATH] [--json]``: identity, roles with the reason for each,
+  register map per unit, OPC UA nodes, MQTT topic tree, certificates and edges.
+* ``zonewarden graph export --format graphml|json|dot|svg|png [--db PATH] [--out FILE]``.
+
+``--db`` defaults to :func:`sensor.store.sqlite.default_db_path` (``$ZONEWARDEN_DATA``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sensor.errors import UserError
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from sensor.store.sqlite import Store, default_db_path
+
+    return Store(Path(args.db) if args.db else default_db_path(), readonly=True)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    if getattr(args, "assets_command", None) == "show":
+        return cmd_assets_show(args)
+    store = _open(args)
+    try:
+        rows = store.list_assets(role=args.role, protocol=args.protocol, limit=args.limit)
+    finally:
+        store.close()
+    if args.json:
+        _print_json(rows)
+        return EXIT_OK
+    header = f"{'IP':<40} {'MAC':<17} {'VENDOR':<24} {'NAME':<28} ROLES / PROTOCOLS"
+    print(header)
+    for r in rows:
+        vendor = r["vendor"] or ("(router " + r["behind_router"] + ")" if r["behind_router"] else "")
+        print(
+            f"{r['ip']:<40} {r['mac'] or '-':<17} {vendor[:24]:<24} {r['name'][:28]:<28} "
+            f"{','.join(r['roles']) or '-'} / {','.join(r['protocols']) or '-'}"
+        )
+    print(f"{len(rows)} asset(s)")
+    return EXIT_OK
+
+
+def topic_tree(topics: dict[str, dict[str, list[str]]]) -> dict[str, Any]:
+    """MQTT topics ``a/b/c`` as a nested tree; each leaf keeps its publishers/subscribers/receivers."""
+    tree: dict[str, Any] = {}
+    for topic, sides in sorted(topics.items()):
+        node = tree
+        for level in topic.split("/"):
+            node = node.setdefault(level, {})
+        node["_clients"] = sides
+    return tree
+
+
+def _print_tree(tree: dict[str, Any], indent: str = "    ") -> None:
+    for level, sub in tree.items():
+        if level == "_clients":
+            continue
+        sides = sub.get("_clients")
+        who = ""
+        if sides:
+            who = "  " + "; ".join(f"{side}: {', '.join(ips)}" for side, ips in sorted(sides.items()))
+        print(f"{indent}{level or '(empty)'}{who}")
+        _print_tree(sub, indent + "  ")
+
+
+def cmd_assets_show(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        asset = store.get_asset(args.ip)
+    finally:
+        store.close()
+    if asset is None:
+        print(f"zonewarden: no asset {args.ip} in the store", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    asset["mqtt_topic_tree"] = topic_tree(asset.get("mqtt_topics", {}))
+    if args.json:
+        _print_json(asset)
+        return EXIT_OK
+    print(f"{asset['ip']}  {asset['name']}")
+    print(f"  MAC {asset['mac'] or '-'}  vendor {asset['vendor'] or '-'}", end="")
+    print(f"  behind router {asset['behind_router']}" if asset["behind_router"] else "")
+    seen = f"{asset['first_seen']:.3f} .. {asset['last_seen']:.3f}"
+    print(f"  seen {seen}; protocols {', '.join(asset['protocols'])}")
+    if asset["identity"]:
+        print("  identity:")
+        for key, value in asset["identity"].items():
+            print(f"    {key} = {value}")
+    if asset["roles"]:
+        print("  roles:")
+        for role, reason in asset["roles"].items():
+            print(f"    {role}: {reason}")
+    if asset["modbus_map"]:
+        print("  Modbus register map (unit/table: read, written, by, values):")
+        for key, use in asset["modbus_map"].items():
+            read = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in use["read"]) or "-"
+            written = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in use["written"]) or "-"
+            print(
+                f"    {key}: read {read} by {','.join(use['readers']) or '-'}; written {written} by "
+                f"{','.join(use['writers']) or '-'}; values {use['min_value']}..{use['max_value']}"
+            )
+    if asset["opcua_nodes"]:
+        print("  OPC UA nodes:")
+        for node, ops in asset["opcua_nodes"].items():
+            print(f"    {node}: " + "; ".join(f"{op} by {', '.join(ips)}" for op, ips in ops.items()))
+    if asset["mqtt_topics"]:
+        print("  MQTT topics:")
+        _print_tree(asset["mqtt_topic_tree"])
+    for sha, cert in asset["certificates"].items():
+        print(f"  certificate {sha[:16]}…: {cert['subject']}")
+        print(f"    issuer {cert['issuer']}, valid until {cert['not_after']}")
+    if asset["edges"]:
+        print("  edges:")
+        for e in asset["edges"]:
+            ops = "; ".join(f"{k} {','.join(v[:12])}" for k, v in e["operations"].items())
+            print(
+                f"    {e['client']} -> {e['server']} {e['protocol']}/{e['port']}: {e['packets']} pkts "
+                f"{e['bytes']} bytes {e['flows']} flows {ops}"
+            )
+    return EXIT_OK
+
+
+def cmd_graph_export(args: argparse.Namespace) -> int:
+    from sensor.assets.export import export_graph, write_export
+
+    store = _open(args)
+    try:
+        graph = store.graph()
+        nodes = {r["ip"]: r for r in store.list_assets(limit=10**9)}
+    finally:
+        store.close()
+    data = export_graph(graph, nodes, args.format)
+    out = Path(args.out) if args.out else None
+    if out is None and args.format == "png" and sys.stdout.isatty():
+        raise UserError("refusing to write PNG to a terminal: give --out FILE")
+    write_export(data, out)
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    """Add the ``assets`` and ``graph`` sub-commands to the ``zonewarden`` parser."""
+    from sensor.assets.export import FORMATS
+
+    a = sub.add_parser("assets", help="list the assets in the store (zonewarden assets show IP: one asset)")
+    a.add_argument("--db", metavar="PATH", help="store file (default: $ZONEWARDEN_DATA/zonewarden.db)")
+    a.add_argument("--json", action="store_true", help="JSON output")
+    a.add_argument("--role", help="only assets with this role (e.g. modbus_server)")
+    a.add_argument("--protocol", help="only assets speaking this protocol (e.g. opcua)")
+    a.add_argument("--limit", type=int, default=10_000)
+    a.set_defaults(func=cmd_assets)
+    asub = a.add_subparsers(dest="assets_command")
+    show = asub.add_parser("show", help="everything known about one asset")
+    show.add_argument("ip")
+    show.add_argument("--db", metavar="PATH", help="store file")
+    show.add_argument("--json", action="store_true", help="JSON output")
+    show.set_defaults(func=cmd_assets_show)
+
+    g = sub.add_parser("graph", help="the communication graph")
+    gsub = g.add_subparsers(dest="graph_command", required=True)
+    e = gsub.add_parser("export", help="export the graph (GraphML, node-link JSON, DOT, SVG, PNG)")
+    e.add_argument("--format", choices=FORMATS, default="json")
+    e.add_argument("--db", metavar="PATH", help="store file")
+    e.add_argument("--out", metavar="FILE", help="write to FILE (default: stdout)")
+    e.set_defaults(func=cmd_graph_export)

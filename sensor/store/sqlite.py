@@ -1,0 +1,572 @@
+"""The embedded store: one SQLite file in WAL mode (DESIGN.md §6).
+
+Shape:
+
+* Schema in versioned SQL files (``migrations/NNNN_name.sql``), applied in order inside one
+  transaction each and recorded in ``schema_migrations``; plain SQL types so the same files run on
+  PostgreSQL for a central deployment (no SQLite-only column types, no ``WITHOUT ROWID``, upserts
+  written as ``INSERT ... ON CONFLICT (...) DO UPDATE``, which both engines accept).
+* One writer (the sensor's :class:`~sensor.assets.observer.InventoryObserver`), batched: changes
+  accumulate in memory and :meth:`Store.save` writes them in one transaction, every N events and at
+  the end of input, never per event. Readers (the CLI, the web API) use their own connections: WAL lets
+  them read while the writer writes.
+* Durability: the inventory and graph can be rebuilt from traffic, so their batches commit with
+  ``synchronous=NORMAL`` (a power cut may lose the last batch, never corrupt the file); a batch that
+  carries alerts commits with ``synchronous=FULL``. ``kill -9`` loses at most the batch in progress:
+  SQLite's journal makes each commit atomic.
+* Idempotency: assets and edges are written as whole rows (absolute values, not increments); flow
+  counters are absorbed once per ``flow_id`` (``absorbed_flows``); alerts are keyed by their
+  deterministic ``alert_id`` and an upsert keeps the larger count. Replaying a capture twice, or again
+  after a crash, duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from sensor.assets.graph import CommunicationGraph, EdgeStats, edge_id
+from sensor.assets.inventory import Asset, Inventory, MacInfo, asset_name
+from sensor.errors import UserError
+from sensor.records import Alert
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR: Final = Path(__file__).parent / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+ALERT_STATUSES: Final = ("open", "acknowledged", "closed")
+IN_CHUNK: Final = 500  # ids per "IN (...)" query (SQLite's default limit is 999 parameters)
+DEFAULT_REMEMBERED_FLOWS: Final = 2_000_000
+
+
+def default_db_path() -> Path:
+    """``$ZONEWARDEN_DATA/zonewarden.db``, else ``~/.local/share/zonewarden/zonewarden.db`` (XDG)."""
+    base = os.environ.get("ZONEWARDEN_DATA")
+    if base:
+        return Path(base) / "zonewarden.db"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    root = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return root / "zonewarden" / "zonewarden.db"
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, SQL) of every migration file, in version order."""
+    out = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        m = _MIGRATION_NAME.match(path.name)
+        if m:
+            out.append((int(m.group(1)), m.group(2), path.read_text(encoding="utf-8")))
+    return out
+
+
+def split_statements(sql: str) -> list[str]:
+    """Statements of a migration file: comments dropped, split on a semicolon that ends a line."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";").strip()]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+class Store:
+    """The SQLite store. ``readonly`` opens an existing file for reading only (CLI, API)."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        try:
+            if readonly:
+                if not self.path.is_file():
+                    raise UserError(f"{self.path}: no such database (run `zonewarden replay ... --db` first)")
+                self.conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA busy_timeout = 10000")
+            if not readonly:
+                mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    log.warning("%s: journal mode is %s, not WAL", self.path, mode)
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+                self.migrate()
+            self.schema_version()
+        except sqlite3.DatabaseError as error:
+            raise UserError(f"{self.path}: not a zonewarden database ({error})") from error
+        self.pending_alerts: dict[str, Alert] = {}
+        self.alerts_inserted = 0
+        self.alerts_updated = 0
+        self.commits = 0
+
+    # --- schema -------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        try:
+            row = self.conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0] or 0)
+
+    def migrate(self) -> int:
+        """Apply the migrations this file has not seen; returns the resulting schema version."""
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        for version, name, sql in migrations():
+            with self._transaction(immediate=True):
+                done = self.conn.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+                ).fetchone()
+                if done:
+                    continue
+                for statement in split_statements(sql):
+                    self.conn.execute(statement)
+                self.conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+                log.info("%s: schema migrated to version %d (%s)", self.path, version, name)
+        return self.schema_version()
+
+    @contextmanager
+    def _transaction(self, immediate: bool = False) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- the writer ---------------------------------------------------------------------------
+
+    def handle(self, alert: Any) -> None:
+        """Alert sink (``AlertRouter``): alerts are kept until the next :meth:`save`."""
+        if isinstance(alert, Alert):
+            previous = self.pending_alerts.get(alert.alert_id)
+            if previous is None or alert.count >= previous.count:
+                self.pending_alerts[alert.alert_id] = alert
+
+    def known_flows(self, flow_ids: Sequence[int]) -> set[int]:
+        """Which of these flows were already absorbed into an edge (by this or an earlier run)."""
+        known: set[int] = set()
+        for i in range(0, len(flow_ids), IN_CHUNK):
+            chunk = flow_ids[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(f"SELECT flow_id FROM absorbed_flows WHERE flow_id IN ({marks})", chunk)
+            known.update(int(r[0]) for r in rows)
+        return known
+
+    def save(
+        self,
+        inventory: Inventory,
+        graph: CommunicationGraph,
+        absorbed: Sequence[tuple[int, str, float]] = (),
+        counters: dict[str, int] | None = None,
+    ) -> None:
+        """Write every change since the last save in one transaction, then clear the dirty sets."""
+        from sensor.assets.roles import infer_roles
+
+        alerts = list(self.pending_alerts.values())
+        self.conn.execute(f"PRAGMA synchronous = {'FULL' if alerts else 'NORMAL'}")
+        with self._transaction(immediate=True):
+            c = self.conn
+            if inventory.deleted:
+                gone = [(ip,) for ip in inventory.deleted]
+                c.executemany("DELETE FROM assets WHERE ip = ?", gone)
+                c.executemany("DELETE FROM asset_roles WHERE ip = ?", gone)
+                c.executemany("DELETE FROM asset_protocols WHERE ip = ?", gone)
+            rows, roles, protos, touched = [], [], [], []
+            for ip in inventory.dirty:
+                asset = inventory.get(ip)
+                if asset is None:
+                    continue
+                asset_roles = infer_roles(asset)
+                rows.append(
+                    (
+                        ip,
+                        asset.mac,
+                        inventory.vendor(asset),
+                        asset_name(asset),
+                        inventory.behind_router(asset),
+                        asset.first_seen,
+                        asset.last_seen,
+                        " ".join(sorted(asset.protocols)),
+                        " ".join(sorted(asset_roles)),
+                        _json(asset.to_record()),
+                    )
+                )
+                touched.append((ip,))
+                roles += [(ip, role, reason) for role, reason in asset_roles.items()]
+                protos += [(ip, p) for p in asset.protocols]
+            c.executemany(
+                "INSERT INTO assets (ip, mac, vendor, name, behind_router, first_seen, last_seen, protocols,"
+                " roles, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ip) DO UPDATE SET"
+                " mac = excluded.mac, vendor = excluded.vendor, name = excluded.name,"
+                " behind_router = excluded.behind_router, first_seen = excluded.first_seen,"
+                " last_seen = excluded.last_seen, protocols = excluded.protocols, roles = excluded.roles,"
+                " detail = excluded.detail",
+                rows,
+            )
+            c.executemany("DELETE FROM asset_roles WHERE ip = ?", touched)
+            c.executemany("DELETE FROM asset_protocols WHERE ip = ?", touched)
+            c.executemany("INSERT INTO asset_roles (ip, role, reason) VALUES (?, ?, ?)", roles)
+            c.executemany("INSERT INTO asset_protocols (ip, protocol) VALUES (?, ?)", protos)
+            c.executemany(
+                "INSERT INTO macs (mac, first_seen, last_seen, ip_count, is_router, ips)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (mac) DO UPDATE SET first_seen = excluded.first_seen,"
+                " last_seen = excluded.last_seen, ip_count = excluded.ip_count,"
+                " is_router = excluded.is_router, ips = excluded.ips",
+                [
+                    (m.mac, m.first_seen, m.last_seen, m.ip_count, int(m.is_router), " ".join(sorted(m.ips)))
+                    for m in (inventory.macs.get(mac) for mac in inventory.dirty_macs)
+                    if m is not None
+                ],
+            )
+            if graph.deleted:
+                c.executemany("DELETE FROM edges WHERE edge_id = ?", [(edge_id(k),) for k in graph.deleted])
+            edge_rows = []
+            for key in graph.dirty:
+                e = graph.get(key)
+                if e is not None:
+                    edge_rows.append(
+                        (
+                            e.id,
+                            e.client,
+                            e.server,
+                            e.protocol,
+                            e.port,
+                            e.transport,
+                            e.packets,
+                            e.bytes,
+                            e.flows,
+                            e.first_seen,
+                            e.last_seen,
+                            _json(e.to_record()["operations"]),
+                        )
+                    )
+            c.executemany(
+                "INSERT INTO edges (edge_id, client_ip, server_ip, protocol, port, transport, packets, bytes,"
+                " flows, first_seen, last_seen, operations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (edge_id) DO UPDATE SET packets = excluded.packets, bytes = excluded.bytes,"
+                " flows = excluded.flows, first_seen = excluded.first_seen, last_seen = excluded.last_seen,"
+                " operations = excluded.operations",
+                edge_rows,
+            )
+            c.executemany(
+                "INSERT INTO absorbed_flows (flow_id, edge_id, ts) VALUES (?, ?, ?)"
+                " ON CONFLICT (flow_id) DO NOTHING",
+                absorbed,
+            )
+            self._save_alerts(alerts)
+            for name, value in (counters or {}).items():
+                c.execute(
+                    "INSERT INTO counters (name, value) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (name, value),
+                )
+        self.commits += 1
+        inventory.dirty.clear()
+        inventory.deleted.clear()
+        inventory.dirty_macs.clear()
+        graph.dirty.clear()
+        graph.deleted.clear()
+        self.pending_alerts.clear()
+
+    def _save_alerts(self, alerts: list[Alert]) -> None:
+        if not alerts:
+            return
+        from sensor.outputs.eve import eve_record
+
+        ids = [a.alert_id for a in alerts]
+        existing: set[str] = set()
+        for i in range(0, len(ids), IN_CHUNK):
+            chunk = ids[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            existing.update(
+                r[0]
+                for r in self.conn.execute(f"SELECT alert_id FROM alerts WHERE alert_id IN ({marks})", chunk)
+            )
+        rows = []
+        for a in alerts:
+            src, sport, dst, dport = a.flow.endpoints(a.to_server) if a.flow else ("", 0, "", 0)
+            rows.append(
+                (
+                    a.alert_id,
+                    a.ts,
+                    a.last_ts or a.ts,
+                    a.rule,
+                    a.signature,
+                    a.category,
+                    a.severity,
+                    a.signature_id,
+                    a.rev,
+                    a.app_proto,
+                    a.flow.flow_id if a.flow else None,
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                    a.src_zone,
+                    a.dest_zone,
+                    a.conduit,
+                    " ".join(a.mitre),
+                    _json(a.evidence),
+                    a.count,
+                    _json(eve_record(a)),
+                )
+            )
+        self.conn.executemany(
+            "INSERT INTO alerts (alert_id, ts, last_ts, rule, signature, category, severity, signature_id,"
+            " rev, app_proto, flow_id, src_ip, src_port, dest_ip, dest_port, src_zone, dest_zone, conduit,"
+            " mitre, evidence, count, eve)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (alert_id) DO UPDATE SET"
+            " count = CASE WHEN excluded.count > alerts.count THEN excluded.count ELSE alerts.count END,"
+            " last_ts = CASE WHEN excluded.last_ts > alerts.last_ts"
+            " THEN excluded.last_ts ELSE alerts.last_ts END,"
+            " evidence = excluded.evidence, eve = excluded.eve",
+            rows,
+        )
+        self.alerts_inserted += len(set(ids) - existing)
+        self.alerts_updated += len(set(ids) & existing)
+
+    def prune_absorbed_flows(self, keep: int = DEFAULT_REMEMBERED_FLOWS) -> int:
+        """Forget the oldest absorbed flow ids beyond ``keep`` (a replay of captures older than that
+        could count them again); returns how many were forgotten."""
+        with self._transaction(immediate=True):
+            row = self.conn.execute(
+                "SELECT ts FROM absorbed_flows ORDER BY ts DESC LIMIT 1 OFFSET ?", (keep,)
+            ).fetchone()
+            if row is None:
+                return 0
+            cur = self.conn.execute("DELETE FROM absorbed_flows WHERE ts <= ?", (row[0],))
+            return int(cur.rowcount)
+
+    # --- loading (the writer starts from what earlier runs saved) -----------------------------
+
+    def load_assets(self) -> list[Asset]:
+        return [
+            Asset.from_record(json.loads(r[0]))
+            for r in self.conn.execute("SELECT detail FROM assets ORDER BY last_seen")
+        ]
+
+    def load_macs(self) -> list[MacInfo]:
+        return [
+            MacInfo(r[0], r[1], r[2], set(r[5].split()) if r[5] else set(), int(r[3]), bool(r[4]))
+            for r in self.conn.execute(
+                "SELECT mac, first_seen, last_seen, ip_count, is_router, ips FROM macs ORDER BY last_seen"
+            )
+        ]
+
+    def load_edges(self) -> list[EdgeStats]:
+        return [EdgeStats.from_record(self._edge_dict(r)) for r in self.conn.execute(_EDGE_SELECT)]
+
+    def counters(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self.conn.execute("SELECT name, value FROM counters ORDER BY name")}
+
+    # --- the reader API (CLI, web API) --------------------------------------------------------
+
+    def list_assets(
+        self,
+        *,
+        role: str | None = None,
+        protocol: str | None = None,
+        vendor: str | None = None,
+        ip_prefix: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Assets (summary columns), most recently seen first, filtered by role / protocol / vendor
+        substring / IP prefix."""
+        where, args = [], []
+        if role:
+            where.append("ip IN (SELECT ip FROM asset_roles WHERE role = ?)")
+            args.append(role)
+        if protocol:
+            where.append("ip IN (SELECT ip FROM asset_protocols WHERE protocol = ?)")
+            args.append(protocol)
+        if vendor:
+            where.append("LOWER(vendor) LIKE ?")
+            args.append(f"%{vendor.lower()}%")
+        if ip_prefix:
+            where.append("ip LIKE ?")
+            args.append(f"{ip_prefix}%")
+        sql = (
+            "SELECT ip, mac, vendor, name, behind_router, first_seen, last_seen, protocols, roles FROM assets"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY last_seen DESC, ip LIMIT ? OFFSET ?"
+        )
+        return [
+            {
+                "ip": r[0],
+                "mac": r[1],
+                "vendor": r[2],
+                "name": r[3],
+                "behind_router": r[4],
+                "first_seen": r[5],
+                "last_seen": r[6],
+                "protocols": r[7].split(),
+                "roles": r[8].split(),
+            }
+            for r in self.conn.execute(sql, (*args, limit, offset))
+        ]
+
+    def count_assets(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM assets").fetchone()[0])
+
+    def get_asset(self, ip: str) -> dict[str, Any] | None:
+        """Everything known about one asset: summary, roles with reasons, detail, edges."""
+        row = self.conn.execute(
+            "SELECT ip, mac, vendor, name, behind_router, detail FROM assets WHERE ip = ?", (ip,)
+        ).fetchone()
+        if row is None:
+            return None
+        detail = json.loads(row[5])
+        roles = {
+            r[0]: r[1]
+            for r in self.conn.execute(
+                "SELECT role, reason FROM asset_roles WHERE ip = ? ORDER BY role", (ip,)
+            )
+        }
+        return {
+            "ip": row[0],
+            "mac": row[1],
+            "vendor": row[2],
+            "name": row[3],
+            "behind_router": row[4],
+            "roles": roles,
+            **{k: v for k, v in detail.items() if k != "ip"},
+            "edges": self.list_edges(ip=ip),
+        }
+
+    def list_edges(self, *, ip: str | None = None, protocol: str | None = None) -> list[dict[str, Any]]:
+        where, args = [], []
+        if ip:
+            where.append("(client_ip = ? OR server_ip = ?)")
+            args += [ip, ip]
+        if protocol:
+            where.append("protocol = ?")
+            args.append(protocol)
+        sql = _EDGE_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY edge_id"
+        return [self._edge_dict(r) for r in self.conn.execute(sql, args)]
+
+    def count_edges(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM edges").fetchone()[0])
+
+    @staticmethod
+    def _edge_dict(r: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "id": r[0],
+            "client": r[1],
+            "server": r[2],
+            "protocol": r[3],
+            "port": r[4],
+            "transport": r[5],
+            "packets": r[6],
+            "bytes": r[7],
+            "flows": r[8],
+            "first_seen": r[9],
+            "last_seen": r[10],
+            "operations": json.loads(r[11]),
+        }
+
+    def graph(self) -> CommunicationGraph:
+        """The saved communication graph (every asset a node, every edge with its statistics)."""
+        g = CommunicationGraph(max_edges=0)
+        g.load(self.load_edges())
+        for (ip,) in self.conn.execute("SELECT ip FROM assets"):
+            g.add_node(ip)
+        return g
+
+    def list_alerts(
+        self,
+        *,
+        status: str | None = None,
+        category: str | None = None,
+        rule: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("status", status), ("category", category), ("rule", rule)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            where.append("last_ts >= ?")
+            args.append(since)
+        sql = (
+            f"SELECT {_ALERT_COLUMNS} FROM alerts"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY ts DESC, alert_id LIMIT ? OFFSET ?"
+        )
+        return [self._alert_dict(r) for r in self.conn.execute(sql, (*args, limit, offset))]
+
+    def get_alert(self, alert_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", (alert_id,)
+        ).fetchone()
+        return self._alert_dict(row) if row else None
+
+    def count_alerts(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
+
+    def ack_alert(self, alert_id: str, by: str, at: float | None = None, note: str | None = None) -> bool:
+        """Mark an open alert acknowledged; False when there is no such alert or it is closed."""
+        return self._set_status(alert_id, "acknowledged", by, at, note, ("open",))
+
+    def close_alert(self, alert_id: str, by: str, at: float | None = None, note: str | None = None) -> bool:
+        return self._set_status(alert_id, "closed", by, at, note, ("open", "acknowledged"))
+
+    def _set_status(
+        self, alert_id: str, status: str, by: str, at: float | None, note: str | None, allowed: Iterable[str]
+    ) -> bool:
+        when = time.time() if at is None else at
+        prefix = "acked" if status == "acknowledged" else "closed"
+        marks = ",".join("?" * len(tuple(allowed)))
+        self.conn.execute("PRAGMA synchronous = FULL")
+        with self._transaction(immediate=True):
+            cur = self.conn.execute(
+                f"UPDATE alerts SET status = ?, {prefix}_at = ?, {prefix}_by = ?, note = COALESCE(?, note)"
+                f" WHERE alert_id = ? AND status IN ({marks})",
+                (status, when, by, note, alert_id, *allowed),
+            )
+        return bool(cur.rowcount)
+
+    @staticmethod
+    def _alert_dict(r: Sequence[Any]) -> dict[str, Any]:
+        keys = _ALERT_COLUMNS.split(", ")
+        out = dict(zip(keys, r, strict=True))
+        out["evidence"] = json.loads(out["evidence"])
+        out["eve"] = json.loads(out["eve"])
+        out["mitre"] = out["mitre"].split()
+        return out
+
+
+_EDGE_SELECT: Final = (
+    "SELECT edge_id, client_ip, server_ip, protocol, port, transport, packets, bytes, flows, first_seen,"
+    " last_seen, operations FROM edges"
+)
+_ALERT_COLUMNS: Final = (
+    "alert_id, ts, last_ts, rule, signature, category, severity, signature_id, rev, app_proto, flow_id, "
+    "src_ip, src_port, dest_ip, dest_port, src_zone, dest_zone, conduit, mitre, evidence, count, status, "
+    "acked_at, acked_by, closed_at, closed_by, note, eve"
+)

@@ -1,0 +1,153 @@
+"""PolicyObserver: aggregation of repeated violations, flush, live reload keeping the old policy on error."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from policy.index import CompiledPolicy
+from policy.load import parse_policy
+from policy.observer import PolicyObserver
+from policy.reload import PolicyWatcher
+from sensor.dissectors.modbus import codes
+from sensor.dissectors.modbus.events import ModbusRequest, ModbusTransaction
+from sensor.records import Alert, FlowRef
+
+POLICY = """\
+version: 1
+aggregation_window: 300
+zones:
+  - id: hmi
+    members: [10.0.0.0/24]
+  - id: plc
+    members: [10.0.1.0/24]
+  - id: tagged
+    members: [{tag: safety-plc}]
+conduits:
+  - id: hmi-to-plc
+    from: hmi
+    to: plc
+    allow:
+      - protocol: modbus
+        functions: [read]
+"""
+
+
+def tx(ts: float, fc: int = 3, client: str = "10.0.0.5", server: str = "10.0.1.5") -> ModbusTransaction:
+    return ModbusTransaction(
+        ts=ts,
+        flow=FlowRef(1, "1:x", "tcp", client, 40000, server, 502),
+        transaction_id=1,
+        unit_id=1,
+        function=fc,
+        function_name=codes.function_name(fc),
+        category=codes.category(fc),
+        code_class=codes.code_class(fc),
+        status="ok",
+        request=ModbusRequest(function=fc, address=3, quantity=1, values=(1,)),
+    )
+
+
+def observer(text: str = POLICY, asset_tags: object = None) -> tuple[PolicyObserver, list[Alert]]:
+    alerts: list[Alert] = []
+    compiled = CompiledPolicy(parse_policy(text), asset_tags)  # type: ignore[arg-type]
+    return PolicyObserver(compiled, alerts.append), alerts
+
+
+def test_repeated_violations_aggregate_within_the_window() -> None:
+    obs, alerts = observer()
+    for i in range(50):
+        obs.handle(tx(1000.0 + i, fc=6))  # 50 writes in 50 s
+    obs.handle(tx(1000.0, fc=3))  # allowed
+    assert alerts == []  # still pending
+    obs.handle(tx(1400.0, fc=6))  # window passed: the first aggregate goes out, a new one starts
+    assert len(alerts) == 1
+    first = alerts[0]
+    assert (first.rule, first.count, first.ts, first.last_ts) == (
+        "policy:hmi-to-plc:function_not_allowed",
+        50,
+        1000.0,
+        1049.0,
+    )
+    assert (first.src_zone, first.dest_zone, first.conduit, first.category) == (
+        "hmi",
+        "plc",
+        "hmi-to-plc",
+        "policy",
+    )
+    assert first.evidence["operation"]["function"] == 6
+    obs.flush(1500.0)
+    assert [a.count for a in alerts] == [50, 1]
+    assert obs.section()["violations"] == 51 and obs.section()["operations"] == 52
+
+
+def test_different_hosts_are_different_alerts() -> None:
+    obs, alerts = observer()
+    obs.handle(tx(1.0, fc=6, server="10.0.1.5"))
+    obs.handle(tx(2.0, fc=6, server="10.0.1.6"))
+    obs.handle(tx(3.0, fc=16, server="10.0.1.6"))
+    obs.flush(10.0)
+    assert sorted((a.flow.server_ip, a.count) for a in alerts if a.flow) == [("10.0.1.5", 1), ("10.0.1.6", 2)]
+    assert "distinct_operations" in next(a for a in alerts if a.count == 2).evidence
+
+
+def test_alert_ids_are_deterministic() -> None:
+    ids = []
+    for _ in range(2):
+        obs, alerts = observer()
+        obs.handle(tx(5.0, fc=6))
+        obs.flush(6.0)
+        ids.append(alerts[0].alert_id)
+    assert ids[0] == ids[1]
+
+
+def test_asset_tag_membership_through_the_inventory_lookup() -> None:
+    inventory = {"10.9.9.9": {"safety-plc", "plc-7"}}
+    obs, alerts = observer(asset_tags=lambda ip: inventory.get(ip, set()))
+    obs.handle(tx(1.0, fc=3, server="10.9.9.9"))
+    obs.flush(2.0)
+    assert alerts[0].rule == "policy:hmi->tagged:no_conduit"
+
+
+def test_report_lists_unused_rules_and_traffic_without_conduit() -> None:
+    obs, _ = observer()
+    obs.handle(tx(1.0, fc=3, client="10.0.1.5", server="10.0.0.5"))  # reverse direction
+    report = obs.report()
+    assert report["unused_rules"] == [{"conduit": "hmi-to-plc", "index": 0, "protocol": "modbus"}]
+    assert report["no_conduit"] == [{"src_zone": "plc", "dest_zone": "hmi", "count": 1}]
+
+
+def test_reload_swaps_a_valid_policy_and_keeps_the_old_one_on_error(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    obs, alerts = observer()
+    watcher = PolicyWatcher(obs, path, interval=0.01)
+    assert watcher.check_now() is False  # unchanged
+
+    path.write_text(POLICY + "      - protocol: modbus\n        functions: [write_single_register]\n")
+    os.utime(path, ns=(1, 10**18))
+    assert watcher.check_now() is True
+    obs.handle(tx(1.0, fc=6))
+    obs.flush(2.0)
+    assert alerts == []  # FC6 now allowed
+
+    path.write_text("version: 1\nzones:\n  - id: x\n    members: [not-an-address]\n")
+    os.utime(path, ns=(1, 2 * 10**18))
+    assert watcher.check_now() is False
+    assert watcher.failures == 1 and f"{path}:4:" in watcher.last_error
+    obs.handle(tx(3.0, fc=6))
+    obs.handle(tx(3.0, fc=5))
+    obs.flush(4.0)
+    assert [a.rule for a in alerts] == ["policy:hmi-to-plc:function_not_allowed"]  # old policy kept: FC6 ok
+
+    path.unlink()
+    assert watcher.check_now() is False  # a vanished file keeps the policy too
+
+
+def test_watcher_thread_starts_and_stops(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    obs, _ = observer()
+    watcher = PolicyWatcher(obs, path, interval=0.01).start()
+    watcher.stop()
+    assert watcher._thread is None
