@@ -5,15 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test lint unit pcaps bench clean
+.PHONY: setup system-deps demo test lint unit pcaps bench clean dashboard
 
 setup: system-deps $(STAMP)
 
 # Debian packages: installed only when a command is missing (root, or sudo when available).
 system-deps:
 	@missing=""; \
-	for cmd in tshark:tshark tcpdump:tcpdump tcpreplay:tcpreplay mosquitto:mosquitto mosquitto_passwd:mosquitto-clients ip:iproute2 \
-	           rsvg-convert:librsvg2-bin nft:nftables; do \
+	for cmd in tshark:tshark tcpdump:tcpdump tcpreplay:tcpreplay mosquitto:mosquitto mosquitto_passwd:mosquitto-clients ip:iproute2 chromium:chromium \
+	           rsvg-convert:librsvg2-bin node:nodejs npm:npm nft:nftables; do \
 	  c=$${cmd%%:*}; p=$${cmd##*:}; \
 	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$p"; \
 	done; \
@@ -36,15 +36,27 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: setup lint
+test: setup dashboard lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-demo: setup
+demo: setup dashboard
 	@mkdir -p out
 	$(BIN)/zonewarden serve --db out/demo.db --replay pcaps/*.pcap --print-admin-token
 
 pcaps: setup
 	$(BIN)/python -m pcaps.generate.all --out pcaps/
+
+# The dashboard (dashboard/, npm + Vite) built into api/static/, which the API serves at "/". npm ci runs
+# only when node_modules is missing or older than the lock file, so a built tree rebuilds air-gapped.
+DASHBOARD_SOURCES := $(shell find dashboard/src -type f 2>/dev/null) dashboard/index.html \
+	dashboard/package.json dashboard/package-lock.json dashboard/vite.config.ts dashboard/tsconfig.json
+
+dashboard: api/static/index.html
+
+api/static/index.html: $(DASHBOARD_SOURCES)
+	@command -v npm >/dev/null 2>&1 || { echo "the dashboard needs Node.js 20+ and npm"; exit 1; }
+	cd dashboard && { [ node_modules/.package-lock.json -nt package-lock.json ] \
+	  || npm ci --no-audit --no-fund --loglevel=error; } && npm run --silent build
 
 bench: setup
 	$(BIN)/python bench/throughput.py

@@ -22,7 +22,8 @@ Roles (who may do what) — the matrix below is the single source; every route n
 +------------------+--------+---------+-------+-----------+---------+
 
 ``read``: status, inventory, graph, communications, alerts, policy, baseline, rules, CA certificates and
-CRLs. ``detection:tune``: accept an alert into the baseline, enable/disable/update rules, learn a policy.
+CRLs. ``detection:tune``: accept an alert into the baseline, reset it. ``policy:write``: replace or learn
+the zone/conduit policy, enable/disable/update rules (what the appliance judges traffic against).
 Issuing and revoking certificates is kept away from ``admin`` (separation of duties: a compromised
 admin token cannot mint device identities).
 

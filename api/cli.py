@@ -4,6 +4,7 @@ Contract (extend, never rename)::
 
     zonewarden serve [--db PATH] [--host 127.0.0.1] [--port 8000] [--sniff IFACE [--bpf FILTER]]
                      [--replay PCAP...] [--policy FILE] [--pki-dir DIR [--pki-passphrase-file FILE]]
+                     [--baseline FILE] [--rules-dir DIR [--rules-data-dir DIR]]
                      [--timeout-keep-alive S] [--limit-concurrency N] [--auth-failure-limit N]
                      [--print-admin-token]
     zonewarden tokens create --role viewer|analyst|admin|pki-admin|auditor [--db PATH] [--name NAME]
@@ -53,6 +54,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         bpf=args.bpf,
         replay=[Path(p) for p in args.replay or ()],
         policy=Path(args.policy) if args.policy else None,
+        baseline=Path(args.baseline) if args.baseline else None,
+        rules_dir=Path(args.rules_dir) if args.rules_dir else None,
+        rules_data_dir=Path(args.rules_data_dir) if args.rules_data_dir else None,
         pki_dir=Path(args.pki_dir) if args.pki_dir else None,
         pki_passphrase_file=Path(args.pki_passphrase_file) if args.pki_passphrase_file else None,
         timeout_keep_alive=args.timeout_keep_alive,
@@ -149,6 +153,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--bpf", metavar="FILTER", help="BPF capture filter for --sniff")
     p.add_argument("--replay", nargs="+", metavar="PCAP", help="replay these capture files into the store")
     p.add_argument("--policy", metavar="FILE", help="zone/conduit policy (YAML)")
+    p.add_argument(
+        "--baseline", metavar="FILE", help="anomaly baseline: detect with it (learn it when absent)"
+    )
+    p.add_argument("--rules-dir", metavar="DIR", help="rule management: update.yaml, enable/disable.conf")
+    p.add_argument("--rules-data-dir", metavar="DIR", help="where `rules update` builds the active set")
     p.add_argument("--pki-dir", metavar="DIR", help="PKI directory (zonewarden pki init) served under /pki")
     p.add_argument(
         "--pki-passphrase-file", metavar="FILE", help="unlocks the CA for issuing (else read-only)"

@@ -30,12 +30,20 @@ MAX_VALIDATION_DETAILS = 20
 class ApiError(Exception):
     """An error a route raises on purpose: a stable code, a message, an HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        details: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.details = details  # ErrorDetail-shaped items (e.g. a policy file's ``file:line`` problems)
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -148,7 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return _error_response(exc.status, exc.code, exc.message, exc.headers)
+        return _error_response(exc.status, exc.code, exc.message, exc.headers, exc.details)
 
     async def on_pki_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PkiError)

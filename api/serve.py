@@ -87,6 +87,8 @@ class SensorRunner:
         self.source: Any = None
         self.error: str | None = None
         self.final_summary: dict[str, Any] | None = None
+        # A policy.learn.TrafficCollector fed by the pipeline (POST /api/v1/policy/learn reads it).
+        self.policy_collector: Any = None
         self._thread: threading.Thread | None = None
         self._flusher: threading.Thread | None = None
 
@@ -259,6 +261,9 @@ class ServeOptions:
     bpf: str | None = None
     replay: list[Path] = field(default_factory=list)
     policy: Path | None = None
+    baseline: Path | None = None
+    rules_dir: Path | None = None
+    rules_data_dir: Path | None = None
     pki_dir: Path | None = None
     pki_passphrase_file: Path | None = None
     timeout_keep_alive: int = 5
@@ -298,13 +303,28 @@ def serve(options: ServeOptions, ready: Callable[[str], None] | None = None) -> 
     Store(options.db).close()  # schema in place before the API reads it
     runner: SensorRunner | None = None
     if options.sniff or options.replay:
-        sensor = Sensor(SensorConfig(db_path=options.db, policy_path=options.policy))
+        from policy.learn import TrafficCollector
+
+        collector = TrafficCollector()  # what the policy would judge, for learning a policy through the API
+        sensor = Sensor(
+            SensorConfig(
+                db_path=options.db,
+                policy_path=options.policy,
+                baseline_path=options.baseline,
+                pki_dir=options.pki_dir,  # certificates seen judged against the served PKI
+            ),
+            extra_sinks=[collector],
+        )
         runner = SensorRunner(sensor, interface=options.sniff, bpf=options.bpf, paths=options.replay)
+        runner.policy_collector = collector
     settings = Settings(
         db_path=options.db,
         pki_dir=options.pki_dir,
         pki_passphrase_file=options.pki_passphrase_file,
         policy_path=options.policy,
+        baseline_path=options.baseline,
+        rules_dir=options.rules_dir,
+        rules_data_dir=options.rules_data_dir,
         auth_failures_allowed=options.auth_failures_allowed,
     )
     app = create_app(settings, runner)

@@ -29,6 +29,13 @@ class Settings:
     pki_dir: Path | None = None
     pki_passphrase_file: Path | None = None
     policy_path: Path | None = None
+    # The anomaly baseline file (``zonewarden baseline``); without it the baseline routes answer 409.
+    baseline_path: Path | None = None
+    # Rule management (``zonewarden rules``): the directory holding update.yaml and enable/disable.conf
+    # and the one the active rule set is built in. Without ``rules_dir`` the API lists the shipped rules
+    # and refuses to change anything (409): it never edits the installed package's own files.
+    rules_dir: Path | None = None
+    rules_data_dir: Path | None = None
     # HOSTILE_INPUTS A6: every request body is cut at this many bytes (413) before anything parses it.
     # Room for the largest schema-valid body written with JSON escapes (12 bytes per character).
     max_body_bytes: int = 2 * 1024 * 1024

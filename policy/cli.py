@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -129,45 +130,76 @@ def run_check(policy_path: Path, pcaps: list[Path], deep: bool = False) -> tuple
             errors.append(report.error)
     sensor.finish(pcaps)
     observer = observer_box[0]
-    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    rows = []
     for a in alerts:
         src, _sport, dst, dport = a.flow.endpoints(True) if a.flow else ("", 0, "", 0)
-        key = (a.rule, src, dst)
-        row = merged.get(key)
-        if row is None:
-            merged[key] = {
+        rows.append(
+            {
                 "rule": a.rule,
                 "src_ip": src,
                 "dest_ip": dst,
                 "dest_port": dport,
                 "count": a.count,
-                "reason": a.rule.rsplit(":", 1)[-1],
                 "src_zone": a.src_zone,
                 "dest_zone": a.dest_zone,
                 "conduit": a.conduit,
-                "first_ts": a.ts,
-                "last_ts": a.last_ts or a.ts,
+                "ts": a.ts,
+                "last_ts": a.last_ts,
                 "severity": a.severity,
                 "signature": a.signature,
                 "evidence": a.evidence,
             }
-        else:
-            row["count"] += a.count
-            row["first_ts"] = min(row["first_ts"], a.ts)
-            row["last_ts"] = max(row["last_ts"], a.last_ts or a.ts)
+        )
+    violations = merge_violations(rows)
     compliance = observer.report()
     out: dict[str, Any] = {
-        "violations": sorted(merged.values(), key=lambda r: (r["rule"], r["src_ip"], r["dest_ip"])),
+        "violations": violations,
         **compliance,
         "summary": {
             "policy": str(policy_path),
             "files": [str(p) for p in pcaps],
             "operations": observer.operations,
-            "violations": sum(r["count"] for r in merged.values()),
+            "violations": sum(r["count"] for r in violations),
             "alerts": len(alerts),
         },
     }
     return out, errors
+
+
+def merge_violations(alerts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``violations`` of the report: policy alerts merged per (rule, initiator, responder).
+
+    Each input is an alert as a dict with the alert store's field names (``rule``, ``src_ip``,
+    ``dest_ip``, ``dest_port``, ``count``, ``src_zone``, ``dest_zone``, ``conduit``, ``ts``,
+    ``last_ts``, ``severity``, ``signature``, ``evidence``), so the web API can report from the store.
+    """
+    merged: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for a in alerts:
+        key = (a["rule"], a["src_ip"], a["dest_ip"])
+        row = merged.get(key)
+        last = a["last_ts"] or a["ts"]
+        if row is None:
+            merged[key] = {
+                "rule": a["rule"],
+                "src_ip": a["src_ip"],
+                "dest_ip": a["dest_ip"],
+                "dest_port": a["dest_port"],
+                "count": a["count"],
+                "reason": a["rule"].rsplit(":", 1)[-1],
+                "src_zone": a["src_zone"],
+                "dest_zone": a["dest_zone"],
+                "conduit": a["conduit"],
+                "first_ts": a["ts"],
+                "last_ts": last,
+                "severity": a["severity"],
+                "signature": a["signature"],
+                "evidence": a["evidence"],
+            }
+        else:
+            row["count"] += a["count"]
+            row["first_ts"] = min(row["first_ts"], a["ts"])
+            row["last_ts"] = max(row["last_ts"], last)
+    return sorted(merged.values(), key=lambda r: (r["rule"], r["src_ip"], r["dest_ip"]))
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -276,7 +276,11 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Validate policy text; raises :class:`PolicyError` listing every problem with its line."""
     if len(text.encode("utf-8", "replace")) > MAX_FILE_BYTES:
         raise PolicyError(source, [Problem(1, f"file larger than {MAX_FILE_BYTES} bytes")])
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # control characters are refused before parsing starts
+        line = text[: exc.position].count("\n") + 1
+        raise PolicyError(source, [Problem(line, f"YAML error: {exc.reason}")]) from None
     try:
         try:
             root = loader.get_single_node()
@@ -287,6 +291,10 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
             raise PolicyError(source, [Problem(line, f"YAML syntax error: {what}")]) from None
         except yaml.YAMLError as exc:
             raise PolicyError(source, [Problem(1, f"YAML error: {exc}")]) from None
+        except RecursionError:
+            # PyYAML's parser and composer recurse once per nesting level, before MAX_DEPTH can be
+            # checked: "[[[[..." a few thousand deep must be a problem, not a traceback.
+            raise PolicyError(source, [Problem(1, "policy too large or too deeply nested")]) from None
         if root is None:
             raise PolicyError(source, [Problem(1, "empty policy file")])
         builder = _Builder(loader)

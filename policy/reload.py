@@ -89,4 +89,4 @@ class PolicyWatcher:
 
 def watch_policy(observer: PolicyObserver, path: Path, interval: float = 2.0) -> PolicyWatcher:
     """Start watching ``path`` for the live sensor."""
-    return PolicyWatcher(observer, path, interval).start()
+    return PolicyWatcher(observer, path, interval, observer.policy.zones.asset_tags).start()

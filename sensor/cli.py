@@ -92,6 +92,28 @@ def _write_json(target: str, data: dict[str, Any]) -> None:
         Path(target).write_text(text + "\n", encoding="utf-8")
 
 
+def _with_pki(config: Any, args: argparse.Namespace) -> Any:
+    """``--pki-dir DIR`` / ``--cert-expiry-days N``: judge certificates seen against a PKI (api/pki/wire)."""
+    if not getattr(args, "pki_dir", None):
+        return config
+    return dataclasses.replace(config, pki_dir=Path(args.pki_dir), cert_expiring_days=args.cert_expiry_days)
+
+
+def _pki_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pki-dir",
+        metavar="DIR",
+        help="judge every certificate seen against this PKI (zonewarden pki init); no passphrase needed",
+    )
+    parser.add_argument(
+        "--cert-expiry-days",
+        type=int,
+        default=30,
+        metavar="N",
+        help="with --pki-dir: alert on certificates in use that expire within N days (default 30)",
+    )
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from sensor.runtime import SensorConfig, replay
 
@@ -106,6 +128,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             config, learn_for=args.learn_for, baseline_path=Path(args.baseline) if args.baseline else None
         )
     config = apply_config_args(config, args)
+    config = _with_pki(config, args)
     progress = Progress(sys.stderr, paths) if sys.stderr.isatty() and not args.quiet else None
     summary, reports = replay(
         paths,
@@ -132,11 +155,14 @@ def cmd_sniff(args: argparse.Namespace) -> int:
     from sensor.runtime import Sensor, SensorConfig
 
     sensor = Sensor(
-        apply_config_args(
-            SensorConfig(
-                eve_path=Path(args.eve) if args.eve else None,
-                policy_path=Path(args.policy) if args.policy else None,
-                db_path=Path(args.db) if args.db else None,
+        _with_pki(
+            apply_config_args(
+                SensorConfig(
+                    eve_path=Path(args.eve) if args.eve else None,
+                    policy_path=Path(args.policy) if args.policy else None,
+                    db_path=Path(args.db) if args.db else None,
+                ),
+                args,
             ),
             args,
         )
@@ -192,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="sensor configuration (YAML): rules, alert sinks")
     p.add_argument("--rules", metavar="PATH", action="append", help="Suricata-format rules file or directory")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _pki_flags(p)
     p.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("sniff", help="capture live from a SPAN/mirror interface (never transmits)")
@@ -204,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", metavar="FILE", help="zone/conduit policy; reloaded when the file changes")
     s.add_argument("--config", metavar="FILE", help="sensor configuration (YAML): rules, alert sinks")
     s.add_argument("--rules", metavar="PATH", action="append", help="Suricata-format rules file or directory")
+    _pki_flags(s)
     s.set_defaults(func=cmd_sniff)
 
     from api.pki.cli import register as register_pki

@@ -28,6 +28,7 @@ from sensor.pipeline import AlertRouter, CoreStats, EventSink, Observer, Pipelin
 from sensor.records import Alert, Frame
 
 if TYPE_CHECKING:
+    from api.pki.wire import CertificateObserver
     from policy.observer import PolicyObserver
     from rules.engine import RulesObserver
     from sensor.config import OutputsConfig
@@ -54,6 +55,8 @@ class SensorConfig:
     rule_paths: tuple[Path, ...] = ()  # Suricata-format rules (rules/): files or directories
     rule_vars: tuple[tuple[str, str], ...] = ()  # rule variables ($HOME_NET ...) over the defaults
     outputs: OutputsConfig | None = None  # alert sinks (syslog, webhook, EVE file) from --config
+    pki_dir: Path | None = None  # certificates seen on the wire judged against this PKI (api/pki/wire.py)
+    cert_expiring_days: int = 30  # cert:expiring_soon when a certificate in use expires within N days
 
 
 @dataclass(slots=True)
@@ -79,7 +82,14 @@ class Sensor:
         if config.policy_path is not None:  # before any file is opened: a bad one raises PolicyError
             from policy.index import load_compiled
 
-            compiled_policy = load_compiled(config.policy_path)
+            # zones by asset name or tag ask the inventory, built below, at evaluation time
+            compiled_policy = load_compiled(config.policy_path, lambda ip: self.inventory.labels(ip))
+        pki_watcher = None
+        if config.pki_dir is not None:  # read without a passphrase; a bad directory raises UserError
+            from api.pki.wire import PkiDirectoryWatcher
+
+            pki_watcher = PkiDirectoryWatcher(config.pki_dir)
+            pki_snapshot = pki_watcher.load()
         self.dissectors = default_dissectors()
         self.protocol_stats = [StatsSink(d.name, d.stats()) for d in self.dissectors]
         self.eve = EveWriter(config.eve_path) if config.eve_path else None
@@ -103,6 +113,19 @@ class Sensor:
                 self.alerts.publish, config.learn_for, config.baseline_path
             )
             self.observers.append(self.anomaly)
+        self.certificates: CertificateObserver | None = None
+        if pki_watcher is not None:
+            from api.pki.wire import CertificateObserver
+
+            self.certificates = CertificateObserver(
+                self.alerts.publish,
+                pki_snapshot,
+                watcher=pki_watcher,
+                expiring_days=config.cert_expiring_days,
+                inventory=self.inventory.inventory,
+                limits=config.limits,
+            )
+            self.observers.append(self.certificates)
         self.rules: RulesObserver | None = None
         if config.rule_paths:
             from rules.engine import RuleSet, RulesObserver
@@ -118,9 +141,12 @@ class Sensor:
         if config.outputs is not None and config.outputs.sinks:
             from sensor.outputs.deliver import Deliverer
 
-            # after the store (the first alert sink): delivery starts from a durable copy
+            # delivery starts from a durable copy: the store's, once committed (Store.on_commit)
             self.deliverer = Deliverer.from_config(config.outputs)
-            self.alerts.sinks.append(self.deliverer)
+            if self.inventory.store is not None:
+                self.inventory.store.on_commit.append(self.deliverer.submit_many)
+            else:  # no store: the outbox is the durable copy
+                self.alerts.sinks.append(self.deliverer)
             self.deliverer.start()
         sinks.extend(extra_sinks)
         sinks.extend(self.observers)
@@ -205,6 +231,8 @@ class Sensor:
             out["baseline"] = self.anomaly.section()
         if self.rules is not None:
             out["rules"] = self.rules.section()
+        if self.certificates is not None:
+            out["certificates"] = self.certificates.section()
         if self.deliverer is not None:
             out["outputs"] = self.deliverer.section()
         if self.other_protocols is not None:

@@ -17,7 +17,7 @@ Contract (other tools rely on it; extend, never rename)::
     zonewarden pki revoke  --dir DIR --passphrase-file FILE --serial HEX [--reason REASON]
     zonewarden pki crl     --dir DIR --passphrase-file FILE --out CRL.pem
     zonewarden pki export  --dir DIR --format pem-bundle|opcua-trustlist --out PATH
-    zonewarden pki list    --dir DIR [--json] [--observed]
+    zonewarden pki list    --dir DIR [--json] [--observed [--db PATH]]
 
 ``issue`` and ``renew`` print the new serial (hex) alone on stdout. Without ``--passphrase-file`` the
 passphrase is prompted for on the terminal; it is never read from an environment variable.
@@ -30,6 +30,7 @@ passphrase, unsafe permissions); 70 an internal error. Every refusal is one line
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import ipaddress
 import json
@@ -38,6 +39,7 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -64,8 +66,8 @@ logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_CA_UNAVAILABLE, EXIT_INTERNAL = 0, 2, 3, 4, 5, 70
 MAX_PASSPHRASE_FILE_BYTES = 4096
 OBSERVED_NOTE = (
-    "no observations store is configured yet: wire-side certificate matching arrives with the asset "
-    "inventory; showing issued certificates only"
+    "no observations store at {path}: run `zonewarden replay|sniff --db {path} --pki-dir DIR` first; "
+    "showing issued certificates only"
 )
 
 
@@ -270,18 +272,82 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _observed_certificates(db: Path, issued: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Certificates seen on the wire, one per (certificate, presenting IP), from the sensor store.
+
+    The inventory keeps them per asset and ``api.pki.wire.CertificateObserver`` adds its judgement to
+    each entry (status, roles, sources, first/last seen); ``issued`` joins them to this PKI's rows.
+    """
+    from sensor.store.sqlite import Store
+
+    store = Store(db, readonly=True)
+    try:
+        assets = store.load_assets()
+    finally:
+        store.close()
+
+    def when(value: object) -> str | None:
+        if isinstance(value, int | float) and value > 0:
+            return iso(dt.datetime.fromtimestamp(value, dt.UTC))
+        return None
+
+    out: list[dict[str, Any]] = []
+    for asset in assets:
+        for sha, cert in asset.certificates.items():
+            sources = cert.get("sources") or ([cert["source"]] if cert.get("source") else [])
+            out.append(
+                {
+                    "sha256": sha,
+                    "status": cert.get("status") or "not_judged",
+                    "findings": list(cert.get("findings") or []),
+                    "ip": asset.ip,
+                    "roles": list(cert.get("roles") or []),
+                    "sources": list(sources),
+                    "app_proto": cert.get("app_proto"),
+                    "first_seen": when(cert.get("first_seen")),
+                    "last_seen": when(cert.get("last_seen")) or when(asset.last_seen),
+                    "subject": cert.get("subject", ""),
+                    "issuer": cert.get("issuer", ""),
+                    "serial": cert.get("serial"),
+                    "not_after": cert.get("not_after"),
+                    "self_signed": bool(cert.get("self_signed", False)),
+                    "san_uris": list(cert.get("san_uris") or []),
+                    "issued": issued.get(sha),
+                }
+            )
+    out.sort(key=lambda o: (str(o["subject"]), str(o["ip"]), str(o["sha256"])))
+    return out
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     with _open(args) as cadir:
         rows = cadir.list_certificates()
     now = iso(utc_now())
-    if args.observed:
-        _warn(OBSERVED_NOTE)
     items = [row.as_dict(now) for row in rows]
+    observed: list[dict[str, Any]] | None = None
+    note = ""
+    if args.observed:
+        from sensor.store.sqlite import default_db_path
+
+        db = Path(args.db) if args.db else default_db_path()
+        if db.is_file():
+            by_sha = {item["sha256"]: item for item in items}
+            observed = _observed_certificates(
+                db,
+                {
+                    str(sha): {k: item[k] for k in ("serial", "status", "profile", "not_after")}
+                    for sha, item in by_sha.items()
+                },
+            )
+        else:
+            note = OBSERVED_NOTE.format(path=db)
+            _warn(note)
     if args.json:
         doc: dict[str, object] = {"generated_at": now, "certificates": items}
         if args.observed:
-            doc["observed"] = None
-            doc["observed_note"] = OBSERVED_NOTE
+            doc["observed"] = observed
+            if note:
+                doc["observed_note"] = note
         sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     header = f"{'SERIAL':<40} {'STATUS':<8} {'PROFILE':<16} {'NOT AFTER':<25} SUBJECT / SANS"
@@ -292,6 +358,15 @@ def cmd_list(args: argparse.Namespace) -> int:
             f"{item['serial']:<40} {item['status']:<8} {item['profile']:<16} {item['not_after']:<25} "
             f"{item['subject']}{'  [' + sans + ']' if sans else ''}"
         )
+    if observed is not None:
+        print(f"\nOBSERVED ON THE WIRE ({len(observed)})")
+        print(f"{'STATUS':<19} {'IP':<16} {'ROLE':<13} {'SOURCE':<20} {'LAST SEEN':<25} SUBJECT (SERIAL)")
+        for seen in observed:
+            print(
+                f"{seen['status']:<19} {seen['ip']:<16} {','.join(seen['roles']):<13} "
+                f"{','.join(seen['sources']):<20} {seen['last_seen'] or '-':<25} "
+                f"{seen['subject']} ({seen['serial'] or '?'})"
+            )
     return EXIT_OK
 
 
@@ -428,7 +503,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     common(p, unlock=False)
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.add_argument(
-        "--observed", action="store_true", help="also certificates seen on the wire (not yet available)"
+        "--observed",
+        action="store_true",
+        help="also certificates seen on the wire, with their status (from the sensor store)",
+    )
+    p.add_argument(
+        "--db", metavar="PATH", help="with --observed: the sensor store (default: zonewarden's data dir)"
     )
     p.set_defaults(func=_guarded(cmd_list))
 

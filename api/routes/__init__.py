@@ -9,13 +9,16 @@ from api.settings import Settings
 
 def all_routers() -> list[APIRouter]:
     """Every router the app serves, public one first (tests walk these for the role matrix)."""
-    from api.routes import alerts, audit, est, health, inventory, pki, tokens
+    from api.routes import alerts, audit, baseline, est, health, inventory, pki, policy, rules, tokens
 
     return [
         health.public_router,
         health.router,
         inventory.router,
         alerts.router,
+        policy.router,
+        baseline.router,
+        rules.router,
         tokens.router,
         audit.router,
         pki.router,
@@ -24,8 +27,9 @@ def all_routers() -> list[APIRouter]:
 
 
 def register_routes(app: FastAPI, settings: Settings) -> None:
-    from api.routes import pki
+    from api.routes import pki, policy
 
     pki.setup(app, settings)
+    policy.setup(app, settings)
     for router in all_routers():
         app.include_router(router)

@@ -50,3 +50,5 @@ def recording(out: Path, bpf: str, interface: str = "lo", snaplen: int = 262144)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -31,7 +31,7 @@ from sensor.assets.identity import (
     modbus_device_identity,
     opcua_application_identity,
 )
-from sensor.assets.inventory import MODBUS_TABLES, Asset, IdentityConflict, Inventory
+from sensor.assets.inventory import MODBUS_TABLES, Asset, IdentityConflict, Inventory, asset_name
 from sensor.assets.oui import OuiDatabase
 from sensor.assets.roles import infer_roles, role_endpoints
 from sensor.dissectors.modbus.events import ModbusTransaction
@@ -516,6 +516,26 @@ class InventoryObserver:
                 inv.set_identity(server, f"{protocol}.{clean_text(key, 64)}", value)
 
     # --- the summary ------------------------------------------------------------------------------
+
+    def labels(self, ip: str) -> set[str]:
+        """What a policy may call the asset at ``ip`` (zones by ``{asset: NAME}`` or ``{tag: TAG}``).
+
+        Its name and every identity value it announced (ApplicationUri, product, MQTT client id),
+        the roles the inventory inferred (``modbus_server``, ``hmi_scada``, ...) and its vendor.
+        """
+        asset = self.inventory.get(ip)
+        if asset is None:
+            return set()
+        out = {value for value in asset.identity.values() if value}
+        out.update(asset.fact("mqtt.client_id"))
+        out.update(infer_roles(asset))
+        name = asset_name(asset)
+        if name:
+            out.add(name)
+        vendor = self.inventory.vendor(asset)
+        if vendor:
+            out.add(vendor)
+        return out
 
     def roles(self) -> dict[str, list[str]]:
         """Role -> the assets holding it (IP, or IP:port for a server on a non-standard port)."""

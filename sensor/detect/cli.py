@@ -124,41 +124,54 @@ def find_alert(alert_id: str, eve: str | None, db: str | None) -> dict[str, Any]
     raise UserError(f"alert {alert_id} is not in {eve}")
 
 
-def cmd_accept(args: argparse.Namespace) -> int:
-    path = Path(args.baseline)
-    b = _load(args.baseline)
-    alert = find_alert(args.alert_id, args.eve, args.db)
+def accept_alert(b: Baseline, alert_id: str, alert: dict[str, Any]) -> tuple[int, int, bool]:
+    """Fold the facts of an anomaly alert (``find_alert`` shape) into ``b`` and commit a revision.
+
+    Returns (facts new, facts carried, whether a revision was committed); UserError when the alert
+    is not an anomaly or carries no usable facts. Used by the CLI and the web API.
+    """
     if not str(alert["rule"]).startswith("anomaly:"):
-        raise UserError(f"alert {args.alert_id} is a {alert['rule']} alert, not an anomaly: nothing to learn")
-    facts = alert["evidence"].get("baseline") or []
-    if not facts:
-        raise UserError(f"alert {args.alert_id} carries no baseline facts to accept")
+        raise UserError(f"alert {alert_id} is a {alert['rule']} alert, not an anomaly: nothing to learn")
+    evidence = alert["evidence"] if isinstance(alert.get("evidence"), dict) else {}
+    facts = evidence.get("baseline") or []
+    if not facts or not isinstance(facts, list):
+        raise UserError(f"alert {alert_id} carries no baseline facts to accept")
     added = 0
     for raw in facts:
         try:
             added += b.add(fact_from_json(raw))
         except (ValueError, TypeError, IndexError) as exc:
-            raise UserError(f"alert {args.alert_id}: {exc}") from exc
-    at = float(alert["evidence"].get("last_ts") or b.updated or 0.0)
-    if b.commit("accept", at, f"accepted alert {args.alert_id} ({alert['rule']})"):
+            raise UserError(f"alert {alert_id}: {exc}") from exc
+    at = float(evidence.get("last_ts") or b.updated or 0.0)
+    committed = b.commit("accept", at, f"accepted alert {alert_id} ({alert['rule']})")
+    return added, len(facts), committed
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    path = Path(args.baseline)
+    b = _load(args.baseline)
+    alert = find_alert(args.alert_id, args.eve, args.db)
+    added, total, committed = accept_alert(b, args.alert_id, alert)
+    if committed:
         b.save(path)
     print(
-        f"accepted {alert['rule']} alert {args.alert_id}: {added} of {len(facts)} facts new; "
-        f"revision {b.revision}"
+        f"accepted {alert['rule']} alert {args.alert_id}: {added} of {total} facts new; revision {b.revision}"
     )
     return EXIT_OK
 
 
-def cmd_reset(args: argparse.Namespace) -> int:
-    path = Path(args.baseline)
-    b = _load(args.baseline)
-    if args.asset:
+def reset_baseline(b: Baseline, asset: str | None = None, relearn: float | None = None) -> tuple[int, str]:
+    """Forget one asset (learning it again for ``relearn`` seconds) or everything, in place, and commit.
+
+    Returns (entries removed, what was done). Used by the CLI and the web API.
+    """
+    if asset:
         try:
-            ip = str(ipaddress.ip_address(args.asset))
+            ip = str(ipaddress.ip_address(asset))
         except ValueError as exc:
-            raise UserError(f"--asset {args.asset!r}: not an IP address") from exc
-        removed = b.reset_asset(ip, args.relearn or 0.0)
-        detail = f"reset asset {ip}" + (f", relearn for {args.relearn:g} s" if args.relearn else "")
+            raise UserError(f"--asset {asset!r}: not an IP address") from exc
+        removed = b.reset_asset(ip, relearn or 0.0)
+        detail = f"reset asset {ip}" + (f", relearn for {relearn:g} s" if relearn else "")
     else:
         fresh = Baseline()
         removed = sum(b.counts().values())
@@ -166,6 +179,13 @@ def cmd_reset(args: argparse.Namespace) -> int:
             setattr(b, name, getattr(fresh, name))
         detail = "reset everything"
     b.commit("reset", b.updated, detail)
+    return removed, detail
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    path = Path(args.baseline)
+    b = _load(args.baseline)
+    removed, detail = reset_baseline(b, args.asset, args.relearn)
     b.save(path)
     print(f"{detail}: {removed} entries removed; revision {b.revision}")
     return EXIT_OK

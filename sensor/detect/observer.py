@@ -178,6 +178,11 @@ class AnomalyObserver:
         for detector in (self.novelty, self.recon, self.impairment):
             detector.baseline_changed()
 
+    def baseline_edited(self) -> None:
+        """The baseline was changed in place from outside the packet path (an alert accepted, an asset
+        reset through the web API): drop what the detectors derived from it."""
+        self._baseline_changed()
+
     def _begin(self, ts: float) -> None:
         self.first_ts = ts
         if self.learning and self.learn_for is not None:

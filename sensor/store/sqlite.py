@@ -28,7 +28,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -104,6 +104,9 @@ class Store:
         except sqlite3.DatabaseError as error:
             raise UserError(f"{self.path}: not a zonewarden database ({error})") from error
         self.pending_alerts: dict[str, Alert] = {}
+        # called with the alerts of each successful save, after its COMMIT: outputs deliver only
+        # what is durable here (DESIGN.md §6; a crash before the commit re-creates the same ids)
+        self.on_commit: list[Callable[[list[Alert]], None]] = []
         self.alerts_inserted = 0
         self.alerts_updated = 0
         self.commits = 0
@@ -281,6 +284,8 @@ class Store:
                     (name, value),
                 )
         self.commits += 1
+        for listener in self.on_commit:
+            listener(alerts)
         inventory.dirty.clear()
         inventory.deleted.clear()
         inventory.dirty_macs.clear()

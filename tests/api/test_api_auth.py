@@ -6,8 +6,8 @@ import re
 from collections.abc import Callable
 
 import pytest
-from conftest import ApiEnv
 from fastapi.routing import APIRoute
+from zw_api_env import ApiEnv
 
 from api.auth import ROLE_PERMISSIONS, FailedAuthLimiter, Permission, Require, Role, TokenStore
 from api.deps import connect

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import ApiEnv
+from zw_api_env import ApiEnv
 
 TOKENS = "/api/v1/tokens"
 

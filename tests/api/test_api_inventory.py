@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ApiEnv
+from zw_api_env import ApiEnv
 from zw_paths import PCAPS
 
 from sensor.runtime import SensorConfig, replay

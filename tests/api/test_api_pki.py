@@ -7,12 +7,12 @@ import ipaddress
 from collections.abc import Callable
 
 import pytest
-from conftest import ApiEnv
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
+from zw_api_env import ApiEnv
 
 from api.pki.ca import DATABASE
 from api.pki.store import PkiStore

@@ -4,6 +4,7 @@ schemathesis against the live OpenAPI document, raw-path traversal (A13), slowlo
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,6 +33,11 @@ PASSPHRASE = "e2e serve passphrase 42\n"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     work = tmp_path_factory.mktemp("serve")
     (work / "policy.yaml").write_text(POLICY)
+    rules_dir = work / "rules"  # a copy: the API edits enable.conf/disable.conf, never the package's
+    rules_dir.mkdir()
+    for path in (REPO / "rules").iterdir():
+        if path.suffix in (".rules", ".conf", ".yaml"):
+            shutil.copy(path, rules_dir / path.name)
     passfile = work / "pass"
     passfile.write_text(PASSPHRASE)
     passfile.chmod(0o600)
@@ -62,6 +68,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             str(PCAPS / "mqtt-v311-mosquitto.pcap"),
             "--policy",
             str(work / "policy.yaml"),
+            "--baseline",
+            str(work / "baseline.json"),
+            "--rules-dir",
+            str(rules_dir),
+            "--rules-data-dir",
+            str(work / "rules-data"),
             "--pki-dir",
             str(work / "pki"),
             "--pki-passphrase-file",
@@ -188,9 +200,28 @@ def test_schemathesis_against_the_real_server(server: Server, tmp_path: Path) ->
     csr_config.write_text(
         '[checks.positive_data_acceptance]\nexpected-statuses = ["2xx", "400", "401", "403", "404", "409"]\n'
     )
+    # Policy text is opaque to a JSON schema too: schema-valid YAML that is not a valid policy is refused
+    # with 422 and its file:line problems, which is the right answer for validate and replace.
+    admin_config = tmp_path / "schemathesis-admin.toml"
+    admin_config.write_text(
+        "[[operations]]\n"
+        'include-path-regex = "^/api/v1/policy(/validate)?$"\n'
+        'include-method-regex = "^(PUT|POST)$"\n'
+        "[operations.checks.positive_data_acceptance]\n"
+        'expected-statuses = ["2xx", "401", "403", "404", "409", "422"]\n'
+    )
     runs = {
         # admin holds every permission but pki:write; pki-admin covers the PKI and EST writes.
-        "admin": [*common, "-H", f"Authorization: Bearer {tokens['admin']}", "--exclude-tag", "est"],
+        "admin": [
+            *common[:3],
+            "--config-file",
+            str(admin_config),
+            *common[3:],
+            "-H",
+            f"Authorization: Bearer {tokens['admin']}",
+            "--exclude-tag",
+            "est",
+        ],
         "pki-admin": [
             *common[:3],
             "--config-file",

@@ -262,8 +262,9 @@ def test_list_text_json_and_observed(run, pki) -> None:  # type: ignore[no-untyp
     assert {"serial", "status", "subject", "sans", "not_after", "revocation_reason"} <= set(
         doc["certificates"][0]
     )
-    observed = run("list", "--dir", str(pki["dir"]), "--json", "--observed")
-    assert "no observations store is configured yet" in observed.err
+    absent = pki["dir"].parent / "absent.db"
+    observed = run("list", "--dir", str(pki["dir"]), "--json", "--observed", "--db", str(absent))
+    assert f"no observations store at {absent}" in observed.err
     assert json.loads(observed.out)["observed"] is None
 
 

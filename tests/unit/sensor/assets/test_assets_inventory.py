@@ -262,3 +262,17 @@ def test_deep_flows_rename_the_native_edge_and_give_identity_to_the_server() -> 
     assert len(plc.identity["s7comm.plc_name"]) == 256
     assert obs.roles() == {"s7comm_client": ["10.0.0.1"], "s7comm_server": ["10.0.0.2"]}
     assert obs.deep_flows == 1
+
+
+def test_labels_name_the_asset_for_policy_zones() -> None:
+    """What a policy zone may name an asset by: identity values, inferred roles, vendor."""
+    from sensor.assets.observer import InventoryObserver
+
+    observer = InventoryObserver(lambda alert: None)
+    asset = observer.inventory.touch("10.0.0.5", 1.0)
+    observer.inventory.set_identity(asset, "modbus.product_name", "ZW-PLC-100")
+    for unit in ("1", "2", "3"):
+        observer.inventory.add_fact(asset, "modbus.units", unit)
+    labels = observer.labels("10.0.0.5")
+    assert {"ZW-PLC-100", "modbus_server", "modbus_gateway"} <= labels
+    assert observer.labels("10.0.0.99") == set()

@@ -1,0 +1,594 @@
+"""End to end: the dashboard in Debian's Chromium (headless, driven by Playwright) against the real server.
+
+The test builds a small plant from the project's sample captures. Those were recorded on the loopback
+interface, so every packet is 127.0.0.1 <-> 127.0.0.1; ``tcpprep``/``tcprewrite`` (from tcpreplay) give the
+client and the server side of each capture the addresses of a plant: the protocol traffic is the real
+recorded traffic, only the addresses differ. A small zone/conduit policy puts the devices in three zones,
+so the replay raises real policy alerts (Modbus writes and an unencrypted OPC UA session where the
+conduit allows neither). Then, through ``zonewarden replay --db``, ``zonewarden tokens create`` and
+``zonewarden serve`` on 127.0.0.1, the browser signs in, reads the map, opens and acknowledges an alert
+and reads a PLC's register map.
+
+Screenshots go to the test's temporary folder; with ``ZW_UPDATE_SCREENSHOTS=1`` they also replace
+``docs/screenshots/*.png`` (the README shows those).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from zw_paths import PCAPS, REPO
+
+CHROMIUM = Path("/usr/bin/chromium")
+STATIC_INDEX = REPO / "api" / "static" / "index.html"
+SCREENSHOTS = REPO / "docs" / "screenshots"
+ZONEWARDEN = Path(sys.executable).with_name("zonewarden")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Server ports of the sample captures, so tcpprep knows which side of each connection is the server.
+SERVICES = "mbap 502/tcp\nopcua 4840/tcp\nmqtt 1883/tcp\nsecure-mqtt 8883/tcp\n"
+
+
+@dataclass(frozen=True)
+class PlantLink:
+    pcap: str
+    client: str
+    server: str
+
+
+# Who is who in the plant (zones below): the HMI polls the PLC and reads the OPC UA server, the
+# engineering workstation writes to the PLC, line gateways publish telemetry to the DMZ broker.
+HMI, EWS, HISTORIAN = "10.10.2.20", "10.10.2.30", "10.10.2.21"
+PLC, OPCUA_SERVER, GATEWAY1, GATEWAY2 = "10.10.1.10", "10.10.1.30", "10.10.1.40", "10.10.1.41"
+BROKER = "10.10.3.5"
+PLANT = (
+    PlantLink("modbus-pymodbus-polling.pcap", HMI, PLC),
+    PlantLink("modbus-pymodbus-device-id.pcap", HMI, PLC),
+    PlantLink("modbus-pymodbus-writes-exceptions.pcap", EWS, PLC),
+    PlantLink("opcua-asyncua-none.pcap", HMI, OPCUA_SERVER),
+    PlantLink("opcua-asyncua-basic256sha256.pcap", HISTORIAN, OPCUA_SERVER),
+    PlantLink("mqtt-v311-mosquitto.pcap", GATEWAY1, BROKER),
+    PlantLink("mqtt-v5-mosquitto.pcap", GATEWAY2, BROKER),
+    PlantLink("mqtt-tls-mosquitto.pcap", GATEWAY1, BROKER),
+)
+EN_DASH = "\u2013"
+ZONES = {"control": "10.10.1.0/24", "scada": "10.10.2.0/24", "dmz": "10.10.3.0/24"}
+
+POLICY = f"""\
+version: 1
+site: sample-plant
+default: deny
+zones:
+  - id: control
+    name: Control (PLCs, OPC UA server, line gateways)
+    security_level: {{target: 3}}
+    members: [{ZONES["control"]}]
+  - id: scada
+    name: Supervision (HMI, engineering, historian)
+    security_level: {{target: 2}}
+    members: [{ZONES["scada"]}]
+  - id: dmz
+    name: Plant DMZ (MQTT broker)
+    security_level: {{target: 2}}
+    members: [{ZONES["dmz"]}]
+conduits:
+  - id: scada-to-control
+    from: scada
+    to: control
+    allow:
+      - protocol: modbus
+        functions: [read]
+        units: [1, 2]
+      - protocol: opcua
+        min_security_mode: SignAndEncrypt
+  - id: control-to-dmz
+    from: control
+    to: dmz
+    allow:
+      - protocol: mqtt
+        publish: ["plant/#"]
+        subscribe: ["plant/#"]
+"""
+
+
+def mac_of(ip: str) -> str:
+    """A locally administered MAC made from the IP (no vendor is implied)."""
+    return "02:00:" + ":".join(f"{int(octet):02x}" for octet in ip.split("."))
+
+
+def rewrite(link: PlantLink, out: Path) -> Path:
+    """Rewrite one sample capture so its client and server have the plant's addresses and MACs."""
+    services = out / "services"
+    if not services.exists():
+        services.write_text(SERVICES)
+    source = PCAPS / link.pcap
+    cache = out / f"{source.stem}.cache"
+    target = out / f"plant-{link.pcap}"
+    subprocess.run(
+        ["tcpprep", "--port", f"--services={services}", "-i", str(source), "-o", str(cache)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "tcprewrite",
+            f"--endpoints={link.client}:{link.server}",
+            f"--cachefile={cache}",
+            f"--enet-smac={mac_of(link.client)},{mac_of(link.server)}",
+            f"--enet-dmac={mac_of(link.server)},{mac_of(link.client)}",
+            "--fixcsum",
+            "-i",
+            str(source),
+            "-o",
+            str(target),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return target
+
+
+def build_plant_captures(out: Path) -> list[Path]:
+    return [rewrite(link, out) for link in PLANT]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_zonewarden(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(ZONEWARDEN), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, (
+        f"zonewarden {args[0]} failed ({result.returncode}): {result.stderr[-3000:]}"
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    token: str
+    viewer_token: str
+    workdir: Path
+    db: Path
+    policy: Path
+
+
+def wait_until_ready(
+    url: str, token: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 60
+) -> None:
+    """Until /health answers and the in-process replay has processed every file."""
+    import json
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"zonewarden serve exited with {process.returncode}: {log.read_text()[-3000:]}")
+        try:
+            request = urllib.request.Request(
+                f"{url}/api/v1/status", headers={"Authorization": f"Bearer {token}"}
+            )
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if json.loads(response.read())["sensor"]["finished"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"zonewarden serve was not ready within {seconds} s: {log.read_text()[-3000:]}")
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def make_device_pki(work: Path) -> Path:
+    """A device CA with three certificates for the plant, one of them revoked."""
+    pki = work / "pki"
+    passphrase = work / "ca-passphrase"
+    passphrase.write_text("e2e dashboard passphrase\n")
+    passphrase.chmod(0o600)
+    common = ["--dir", str(pki), "--passphrase-file", str(passphrase)]
+    run_zonewarden(
+        "pki",
+        "init",
+        *common,
+        "--key",
+        "ecdsa-p256",
+        "--name",
+        "Sample plant",
+        "--org",
+        "zonewarden sample plant",
+    )
+    issued = {}
+    for name, profile, subject, sans in (
+        (
+            "opcua",
+            "opcua-app",
+            "CN=opcua-server,O=zonewarden sample plant",
+            ["ip:" + OPCUA_SERVER, "uri:urn:sample-plant:opcua-server"],
+        ),
+        ("broker", "mqtt-broker", "CN=broker,O=zonewarden sample plant", ["ip:" + BROKER]),
+        ("gateway", "mqtt-client", "CN=line1-gateway,O=zonewarden sample plant", []),
+    ):
+        pem = work / f"{name}.pem"
+        run_zonewarden(
+            "pki",
+            "issue",
+            *common,
+            "--profile",
+            profile,
+            "--generate-key",
+            "--key-type",
+            "ecdsa-p256",
+            "--subject",
+            subject,
+            *[f"--san={s}" for s in sans],
+            "--out",
+            str(pem),
+            "--p12-out",
+            str(work / f"{name}.p12"),
+            "--p12-passphrase-file",
+            str(passphrase),
+        )
+        issued[name] = format(x509.load_pem_x509_certificate(pem.read_bytes()).serial_number, "x")
+    run_zonewarden("pki", "revoke", *common, "--serial", issued["gateway"], "--reason", "keyCompromise")
+    return pki
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    for tool in ("tcpprep", "tcprewrite", "editcap"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} (Debian packages tcpreplay, wireshark-common) is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (make setup installs it)")
+    if not STATIC_INDEX.exists():
+        pytest.skip("the dashboard is not built (make dashboard)")
+    with tempfile.TemporaryDirectory(prefix="zw-dashboard-") as tmp:
+        work = Path(tmp)
+        captures = build_plant_captures(work)
+        policy = work / "policy.yaml"
+        policy.write_text(POLICY)
+        db = work / "store.db"
+        pki = make_device_pki(work)
+        token = last_line(run_zonewarden("tokens", "create", "--role", "analyst", "--db", str(db)).stdout)
+        viewer = last_line(run_zonewarden("tokens", "create", "--role", "viewer", "--db", str(db)).stdout)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        log = work / "serve.log"
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    str(ZONEWARDEN),
+                    "serve",
+                    "--db",
+                    str(db),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--policy",
+                    str(policy),
+                    "--pki-dir",
+                    str(pki),
+                    "--replay",
+                    *map(str, captures),
+                ],
+                cwd=REPO,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+            try:
+                wait_until_ready(url, token, process, log)
+                yield Server(url, token, viewer, work, db, policy)
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+# --- the browser ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser_context(server: Server) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with (
+        sync_api.sync_playwright() as playwright,
+        tempfile.TemporaryDirectory(prefix="zw-chromium-") as profile,
+    ):
+        context = playwright.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1440, "height": 900},
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@dataclass
+class Browser:
+    page: Any
+    errors: list[str]
+
+
+@pytest.fixture
+def browser(browser_context: Any, server: Server) -> Iterator[Browser]:
+    """A signed-in tab; any uncaught script error in it fails the test."""
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/")
+    sign_in(page, server.token)
+    yield Browser(page, errors)
+    page.close()
+    assert errors == []
+
+
+def sign_in(page: Any, token: str) -> None:
+    page.fill("#token", token)
+    page.click("#signin button[type=submit]")
+    page.wait_for_selector("nav.sidebar")
+
+
+def screenshot(page: Any, name: str, tmp_dir: Path) -> None:
+    page.wait_for_timeout(300)  # let fonts and the map settle
+    path = tmp_dir / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    if os.environ.get("ZW_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+
+
+def api_get(server: Server, path: str) -> Any:
+    import json
+
+    request = urllib.request.Request(
+        f"{server.url}/api/v1{path}", headers={"Authorization": f"Bearer {server.token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+# --- the tests --------------------------------------------------------------------------------------
+
+
+def test_dashboard_sign_in_refuses_a_wrong_token(browser_context: Any, server: Server) -> None:
+    page = browser_context.new_page()
+    try:
+        page.goto(f"{server.url}/")
+        page.fill("#token", "zw_000000000000_" + "A" * 43)
+        page.click("#signin button[type=submit]")
+        page.wait_for_selector(".signin .error")
+        assert "not valid" in page.inner_text(".signin .error")
+        assert page.locator("nav.sidebar").count() == 0
+        sign_in(page, server.token)
+        assert page.locator("nav.sidebar a.active").inner_text() == "Overview"
+    finally:
+        page.close()
+
+
+def test_dashboard_overview_counts_what_the_api_counts(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    page = browser.page
+    page.wait_for_selector("[data-tile=assets]")
+    assets = api_get(server, "/assets?limit=1")
+    alerts = api_get(server, "/alerts?limit=1")
+    status = api_get(server, "/status")
+    assert assets["total"] == len({a for link in PLANT for a in (link.client, link.server)})
+    assert page.inner_text("[data-tile=assets] .value") == f"{assets['total']:,}"
+    assert page.inner_text("[data-tile=alerts] .value") == f"{alerts['total']:,}"
+    assert page.inner_text("[data-tile=packets] .value") == f"{status['packets']:,}"
+    assert page.inner_text("[data-tile=gaps] .value") == f"{status['gaps']:,}"
+    screenshot(page, "overview", tmp_path)
+
+
+def test_dashboard_map_shows_the_plant_assets_and_zones(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    page = browser.page
+    page.click("nav a[data-route=map]")
+    page.wait_for_selector("#cy[data-ready=true]")
+    cy = page.locator("#cy")
+    expected_assets = {a for link in PLANT for a in (link.client, link.server)}
+    assert int(cy.get_attribute("data-assets")) == len(expected_assets)
+    assert cy.get_attribute("data-zones") == ",".join(sorted(ZONES))
+    assert int(cy.get_attribute("data-violations")) >= 1
+
+    # Click the PLC node where it is drawn: its detail names its zone and roles.
+    box = cy.bounding_box()
+    position = page.evaluate(f"window.__zwMap.renderedPosition({PLC!r})")
+    page.mouse.click(box["x"] + position["x"], box["y"] + position["y"])
+    page.wait_for_selector(f"#map-detail[data-selected='node:{PLC}']")
+    detail = page.inner_text("#map-detail")
+    assert "control" in detail
+    assert "Modbus server" in detail
+
+    # An edge's detail: the engineering workstation's writes to the PLC are a violation.
+    edges = page.evaluate("window.__zwMap.edges()")
+    writes = [e for e in edges if e["source"] == EWS and e["target"] == PLC and e["protocol"] == "modbus"]
+    assert len(writes) == 1
+    assert writes[0]["policy"] == "violation"
+    historian = [e for e in edges if e["source"] == HISTORIAN]  # its OPC UA session is SignAndEncrypt
+    assert [e["policy"] for e in historian] == ["allowed"]
+    page.evaluate(f"window.__zwMap.selectEdge({writes[0]['id']!r})")
+    detail = page.inner_text("#map-detail")
+    assert "violation" in detail
+    assert "write_single_coil" in detail  # the operations seen, and the alert raised on them
+    screenshot(page, "map", tmp_path)
+
+    # Filter by zone: only the DMZ and its peers remain.
+    page.select_option("select[name=zone]", "dmz")
+    page.wait_for_function("document.querySelector('#cy').dataset.zones !== 'control,dmz,scada'")
+    assert int(cy.get_attribute("data-assets")) == 3  # the broker and the two line gateways
+
+
+def test_dashboard_alert_can_be_opened_and_acknowledged(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    page = browser.page
+    page.goto(f"{server.url}/#/alerts?category=policy&status=open")
+    page.wait_for_selector("tr[data-alert-id]")
+    screenshot(page, "alerts", tmp_path)
+    row = page.locator("tr[data-status=open]").first
+    alert_id = row.get_attribute("data-alert-id")
+    row.locator("a").first.click()
+    page.wait_for_selector("#alert-signature")
+    assert page.inner_text("#alert-status") == "open"
+    page.fill("textarea[name=comment]", "e2e: seen, engineering work was planned")
+    page.click("button[data-action=acknowledge]")
+    page.wait_for_function("document.querySelector('#alert-status').innerText === 'acknowledged'")
+    screenshot(page, "alert", tmp_path)
+    assert api_get(server, f"/alerts/{alert_id}")["status"] == "acknowledged"
+
+
+def test_dashboard_asset_page_shows_the_register_map(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    page = browser.page
+    page.click("nav a[data-route=assets]")
+    page.wait_for_selector(f"tr[data-ip='{PLC}']")
+    page.fill("input[name=q]", PLC)
+    page.wait_for_function("document.querySelectorAll('tr[data-ip]').length === 1")
+    screenshot_later = page.locator(f"tr[data-ip='{PLC}'] a").first
+    screenshot_later.click()
+    page.wait_for_selector("#register-map")
+    rows = {
+        (r.get_attribute("data-unit"), r.get_attribute("data-table")): r.inner_text()
+        for r in page.locator("#register-map tbody tr").all()
+    }
+    # pcaps/README.md: FC3 holding registers 0-9 and FC1 coils 0-15 on unit 1, FC4 input registers 4-11
+    # on unit 2 (the dashboard writes ranges with an en dash).
+    assert f"0{EN_DASH}9" in rows[("1", "holding_registers")]
+    assert f"0{EN_DASH}15" in rows[("1", "coils")]
+    assert f"4{EN_DASH}11" in rows[("2", "input_registers")]
+    screenshot(page, "asset", tmp_path)
+    page.goto(f"{server.url}/#/assets")
+    page.wait_for_selector("tr[data-ip]")
+    screenshot(page, "assets", tmp_path)
+
+
+def test_dashboard_alerts_arrive_live(browser: Browser, server: Server) -> None:
+    page = browser.page
+    page.goto(f"{server.url}/#/alerts")
+    page.wait_for_selector("tr[data-alert-id]")
+    page.wait_for_selector("#live-state.open")
+    before = set(page.eval_on_selector_all("tr[data-alert-id]", "rows => rows.map(r => r.dataset.alertId)"))
+    # A device nobody zoned polls the PLC: default deny, so the sensor writing to the same store raises a
+    # new policy alert, and the page shows it without being reloaded.
+    intruder = PlantLink("modbus-pymodbus-polling.pcap", "10.10.9.9", PLC)
+    out = server.workdir / "intruder"
+    out.mkdir(exist_ok=True)
+    recorded = rewrite(intruder, out)
+    # As a live sensor would see it: packet time is now (the stream follows alerts by packet time).
+    first = float(
+        subprocess.run(
+            ["capinfos", "-T", "-r", "-a", "-S", str(recorded)], capture_output=True, text=True, check=True
+        ).stdout.split()[-1]
+    )
+    capture = out / "intruder-now.pcap"
+    subprocess.run(
+        ["editcap", "-t", f"{time.time() - first:.6f}", str(recorded), str(capture)],
+        check=True,
+        capture_output=True,
+    )
+    run_zonewarden("replay", str(capture), "--policy", str(server.policy), "--db", str(server.db), "-q")
+    page.wait_for_function(
+        "document.querySelector('#live-count').innerText.includes('new alert')", timeout=15000
+    )
+    page.wait_for_function(f"document.querySelectorAll('tr[data-alert-id]').length > {len(before)}")
+    after = set(page.eval_on_selector_all("tr[data-alert-id]", "rows => rows.map(r => r.dataset.alertId)"))
+    assert after - before
+    assert "10.10.9.9" in page.inner_text("main")
+
+
+def test_dashboard_viewer_cannot_acknowledge(browser_context: Any, server: Server) -> None:
+    page = browser_context.new_page()
+    try:
+        page.goto(f"{server.url}/")
+        page.evaluate("sessionStorage.clear()")
+        page.reload()
+        sign_in(page, server.viewer_token)
+        page.goto(f"{server.url}/#/alerts?status=open")
+        page.wait_for_selector("tr[data-status=open] a")
+        page.locator("tr[data-status=open] a").first.click()
+        page.wait_for_selector("#alert-signature")
+        page.click("button[data-action=acknowledge]")
+        page.wait_for_selector("main .error")
+        assert "may not" in page.inner_text("main .error")
+        assert page.inner_text("#alert-status") == "open"
+    finally:
+        page.close()
+
+
+def test_dashboard_policy_page_shows_violations_per_conduit(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    page = browser.page
+    page.click("nav a[data-route=policy]")
+    conduit = page.wait_for_selector("#violations-by-conduit [data-conduit=scada-to-control]")
+    text = conduit.inner_text()
+    assert "function not allowed" in text
+    assert "security mode too low" in text
+    screenshot(page, "policy", tmp_path)
+
+
+def test_dashboard_certificates_issued_and_observed(browser: Browser, server: Server, tmp_path: Path) -> None:
+    page = browser.page
+    page.click("nav a[data-route=certificates]")
+    page.wait_for_selector("#observed tr[data-sha256]")
+    observed = api_get(server, "/certificates/observed")
+    assert page.locator("#observed tr[data-sha256]").count() == observed["total"] > 0
+    issued = page.locator("tr[data-serial]")
+    assert issued.count() == api_get(server, "/pki/certificates")["total"]
+    assert page.locator("tr[data-serial] .badge.revoked").count() == 1
+    screenshot(page, "certificates", tmp_path)
+
+
+@pytest.mark.parametrize("route", ["rules"])
+def test_dashboard_other_pages_render_without_errors(
+    browser: Browser, server: Server, route: str, tmp_path: Path
+) -> None:
+    page = browser.page
+    page.click(f"nav a[data-route={route}]")
+    page.wait_for_selector(f".page[data-page={route}]")
+    screenshot(page, route, tmp_path)
