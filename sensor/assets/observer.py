@@ -32,6 +32,7 @@ from sensor.assets.identity import (
     opcua_application_identity,
 )
 from sensor.assets.inventory import MODBUS_TABLES, Asset, IdentityConflict, Inventory, asset_name
+from sensor.assets.labels import AssetLabels
 from sensor.assets.oui import OuiDatabase
 from sensor.assets.roles import infer_roles, role_endpoints
 from sensor.dissectors.modbus.events import ModbusTransaction
@@ -78,6 +79,9 @@ OPCUA_ENGINEERING_SERVICES: Final = frozenset(
 )
 
 
+MAX_MODBUS_MEMO: Final = 100_000  # (flow, function, unit, status) whose facts are already recorded
+
+
 class InventoryObserver:
     """Observer that keeps the :class:`Inventory` and :class:`CommunicationGraph` (and saves them)."""
 
@@ -107,8 +111,12 @@ class InventoryObserver:
         self._events = 0
         self._next_commit_ts = 0.0
         self._flows_seen: set[int] = set()
+        self._modbus_seen: set[tuple[int, int, int, str]] = set()
+        self._modbus_seen_evictions = 0
         self._pending: list[tuple[FlowSummary, EdgeKey]] = []
         self._closed = False
+        # The sensor's summary counters, saved with every commit (sensor/store/summary_counters.py).
+        self.summary_counters: Callable[[], dict[str, int]] | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             ModbusTransaction: self._on_modbus,
             OpcUaMessage: self._on_opcua_message,
@@ -119,7 +127,12 @@ class InventoryObserver:
             CertificateObservation: self._on_certificate,
             FlowSummary: self._on_flow_summary,
         }
+        # names and tags people gave addresses (sensor/assets/labels.py), from the store; a running
+        # sensor picks up changes at its next commit (labels.revision)
+        self.assigned: dict[str, AssetLabels] = {}
+        self._labels_revision = -1
         if store is not None:
+            self.reload_labels()
             self.inventory.track_deleted = self.graph.track_deleted = True
             self.inventory.load(store.load_assets(), store.load_macs())
             self.graph.load(store.load_edges())
@@ -185,8 +198,20 @@ class InventoryObserver:
                 known.add(flow_id)  # the same capture given twice in one run
                 edge = self._absorb(summary, key)
                 absorbed.append((flow_id, edge.id, summary.end))
-        self.store.save(self.inventory, self.graph, absorbed, self.counters())
+        run_counters = self.summary_counters() if self.summary_counters is not None else None
+        self.store.save(self.inventory, self.graph, absorbed, self.counters(), run_counters)
         self._events = 0
+        self.reload_labels()
+
+    def reload_labels(self) -> bool:
+        """Read the labels again when the store says they changed (one row read otherwise)."""
+        assert self.store is not None
+        revision = int(self.store.labels_revision())
+        if revision == self._labels_revision:
+            return False
+        self.assigned = dict(self.store.load_labels())
+        self._labels_revision = revision
+        return True
 
     # --- common ---------------------------------------------------------------------------------
 
@@ -276,7 +301,21 @@ class InventoryObserver:
             return
         client, server, edge = self._endpoints(flow, "modbus", t.ts)
         inv = self.inventory
-        fc, unit = t.function, str(t.unit_id)
+        fc = t.function
+        if t.status == "ok" and t.request is not None and t.request.valid:
+            self._register_map(t, client, server)
+        # Polling repeats the same (flow, function, unit) for days: its facts are recorded once. The
+        # memo is forgotten when an asset is evicted, since the evicted asset took its facts along.
+        seen = (flow.flow_id, fc, t.unit_id, t.status)
+        memo = self._modbus_seen
+        if inv.evicted != self._modbus_seen_evictions or len(memo) >= MAX_MODBUS_MEMO:
+            memo.clear()
+            self._modbus_seen_evictions = inv.evicted
+        device_id = t.response.device_id if t.response is not None else None
+        if seen in memo and device_id is None:  # identification answers may change: always read
+            return
+        memo.add(seen)
+        unit = str(t.unit_id)
         client.protocols.add("modbus")
         server.protocols.add("modbus")
         edge.add_operation("function", str(fc))
@@ -295,13 +334,10 @@ class InventoryObserver:
         elif category == "diagnostic":
             key = "modbus.identification_fcs" if fc in IDENTIFICATION_FCS else "modbus.diagnostic_fcs"
             inv.add_fact(client, key, str(fc))
-        response = t.response
-        if response is not None and response.device_id is not None and response.device_id.objects:
-            for key, value in modbus_device_identity(response.device_id.objects).items():
+        if device_id is not None and device_id.objects:
+            for key, value in modbus_device_identity(device_id.objects).items():
                 inv.set_identity(server, key, value)
             inv.set_identity(server, "modbus.device_id_unit", unit)
-        if t.status == "ok" and t.request is not None and t.request.valid:
-            self._register_map(t, client, server)
 
     def _register_map(self, t: ModbusTransaction, client: Asset, server: Asset) -> None:
         """Which addresses of which table were read or written, by whom, with what values (§6)."""
@@ -520,13 +556,18 @@ class InventoryObserver:
     def labels(self, ip: str) -> set[str]:
         """What a policy may call the asset at ``ip`` (zones by ``{asset: NAME}`` or ``{tag: TAG}``).
 
-        Its name and every identity value it announced (ApplicationUri, product, MQTT client id),
-        the roles the inventory inferred (``modbus_server``, ``hmi_scada``, ...) and its vendor.
+        The name and tags people gave the address (from the store, so they hold from its first
+        packet, even before the inventory has seen it), its inferred name and every identity value it
+        announced (ApplicationUri, product, MQTT client id), the roles the inventory inferred
+        (``modbus_server``, ``hmi_scada``, ...) and its vendor.
         """
+        given = self.assigned.get(ip)
         asset = self.inventory.get(ip)
         if asset is None:
-            return set()
+            return given.values() if given is not None else set()
         out = {value for value in asset.identity.values() if value}
+        if given is not None:
+            out.update(given.values())
         out.update(asset.fact("mqtt.client_id"))
         out.update(infer_roles(asset))
         name = asset_name(asset)
@@ -566,6 +607,7 @@ class InventoryObserver:
             "deep_flows": self.deep_flows,
             "store": None if self.store is None else str(self.store.path),
             "store_commits": 0 if self.store is None else self.store.commits,
+            "labelled_addresses": len(self.assigned),
         }
 
 
