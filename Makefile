@@ -39,9 +39,17 @@ lint: setup
 test: setup dashboard lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The demo plant (pcaps/generate/demo.py): the sample captures, recorded on loopback, given plant addresses
+# with tcprewrite, a three-zone policy, a device CA and names/tags for the devices; then served with a
+# fresh admin token (the URL and token are printed once the API listens; Ctrl-C stops it).
+DEMO := out/demo
+DEMO_PORT ?= 8000
+
 demo: setup dashboard
-	@mkdir -p out
-	$(BIN)/zonewarden serve --db out/demo.db --replay pcaps/*.pcap --print-admin-token
+	$(BIN)/python -m pcaps.generate.demo $(DEMO) --db $(DEMO)/zonewarden.db
+	$(BIN)/zonewarden serve --db $(DEMO)/zonewarden.db --replay $(DEMO)/plant-*.pcap \
+	  --policy $(DEMO)/policy.yaml --pki-dir $(DEMO)/pki --pki-passphrase-file $(DEMO)/ca-passphrase \
+	  --port $(DEMO_PORT) --print-admin-token
 
 pcaps: setup
 	$(BIN)/python -m pcaps.generate.all --out pcaps/

@@ -237,6 +237,7 @@ operation names the permission it needs in `x-permission`. Roles and permissions
 | read | x | x | x | x | x |
 | alerts:write | | x | x | | |
 | detection:tune | | x | x | | |
+| assets:write | | x | x | | |
 | policy:write | | | x | | |
 | pki:write | | | | x | |
 | audit:read | | | x | | x |

@@ -15,6 +15,7 @@ Roles (who may do what) — the matrix below is the single source; every route n
 | read             |   x    |    x    |   x   |     x     |    x    |
 | alerts:write     |        |    x    |   x   |           |         |
 | detection:tune   |        |    x    |   x   |           |         |
+| assets:write     |        |    x    |   x   |           |         |
 | policy:write     |        |         |   x   |           |         |
 | pki:write        |        |         |       |     x     |         |
 | audit:read       |        |         |   x   |           |    x    |
@@ -22,7 +23,8 @@ Roles (who may do what) — the matrix below is the single source; every route n
 +------------------+--------+---------+-------+-----------+---------+
 
 ``read``: status, inventory, graph, communications, alerts, policy, baseline, rules, CA certificates and
-CRLs. ``detection:tune``: accept an alert into the baseline, reset it. ``policy:write``: replace or learn
+CRLs. ``detection:tune``: accept an alert into the baseline, reset it. ``assets:write``: name and
+tag assets (which can move them between policy zones). ``policy:write``: replace or learn
 the zone/conduit policy, enable/disable/update rules (what the appliance judges traffic against).
 Issuing and revoking certificates is kept away from ``admin`` (separation of duties: a compromised
 admin token cannot mint device identities).
@@ -69,6 +71,7 @@ class Permission(StrEnum):
     READ = "read"
     ALERTS_WRITE = "alerts:write"
     DETECTION_TUNE = "detection:tune"
+    ASSETS_WRITE = "assets:write"  # names and tags people give assets
     POLICY_WRITE = "policy:write"
     PKI_WRITE = "pki:write"
     AUDIT_READ = "audit:read"
@@ -77,12 +80,15 @@ class Permission(StrEnum):
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
-    Role.ANALYST: frozenset({Permission.READ, Permission.ALERTS_WRITE, Permission.DETECTION_TUNE}),
+    Role.ANALYST: frozenset(
+        {Permission.READ, Permission.ALERTS_WRITE, Permission.DETECTION_TUNE, Permission.ASSETS_WRITE}
+    ),
     Role.ADMIN: frozenset(
         {
             Permission.READ,
             Permission.ALERTS_WRITE,
             Permission.DETECTION_TUNE,
+            Permission.ASSETS_WRITE,
             Permission.POLICY_WRITE,
             Permission.AUDIT_READ,
             Permission.TOKENS_MANAGE,

@@ -4,9 +4,10 @@ Contract (extend, never rename)::
 
     zonewarden serve [--db PATH] [--host 127.0.0.1] [--port 8000] [--sniff IFACE [--bpf FILTER]]
                      [--replay PCAP...] [--policy FILE] [--pki-dir DIR [--pki-passphrase-file FILE]]
-                     [--baseline FILE] [--rules-dir DIR [--rules-data-dir DIR]]
+                     [--baseline FILE] [--learn-for SECONDS] [--follow-eve FILE] [--deep]
+                     [--rules-dir DIR [--rules-data-dir DIR]]
                      [--timeout-keep-alive S] [--limit-concurrency N] [--auth-failure-limit N]
-                     [--print-admin-token]
+                     [--print-admin-token] [--cert-expiry-days N]
     zonewarden tokens create --role viewer|analyst|admin|pki-admin|auditor [--db PATH] [--name NAME]
     zonewarden tokens list [--db PATH]
     zonewarden tokens revoke ID [--db PATH]
@@ -24,6 +25,8 @@ import sys
 from pathlib import Path
 
 from sensor.errors import UserError
+
+MAX_EXPIRY_DAYS = 3650
 
 
 def _default_db() -> Path:
@@ -63,6 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limit_concurrency=args.limit_concurrency,
         print_admin_token=args.print_admin_token,
         auth_failures_allowed=args.auth_failure_limit,
+        cert_expiry_days=args.cert_expiry_days,
+        learn_for=args.learn_for,
+        follow_eve=Path(args.follow_eve) if args.follow_eve else None,
+        deep=args.deep,
     )
     return serve(options)
 
@@ -141,6 +148,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _expiry_days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a whole number of days") from None
+    if not 0 <= value <= MAX_EXPIRY_DAYS:
+        raise argparse.ArgumentTypeError(f"0..{MAX_EXPIRY_DAYS} days")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``serve`` and ``tokens`` to the ``zonewarden`` parser."""
     from api.auth import Role
@@ -156,9 +173,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--baseline", metavar="FILE", help="anomaly baseline: detect with it (learn it when absent)"
     )
+    p.add_argument(
+        "--learn-for",
+        type=float,
+        metavar="SECONDS",
+        help="anomaly detection: learn on the first SECONDS of packet time, detect after",
+    )
+    p.add_argument(
+        "--follow-eve", metavar="FILE", help="follow Suricata's EVE file: its alerts join the alert stream"
+    )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="identify other ICS protocols with tshark (beside --sniff, or after --replay)",
+    )
     p.add_argument("--rules-dir", metavar="DIR", help="rule management: update.yaml, enable/disable.conf")
     p.add_argument("--rules-data-dir", metavar="DIR", help="where `rules update` builds the active set")
     p.add_argument("--pki-dir", metavar="DIR", help="PKI directory (zonewarden pki init) served under /pki")
+    p.add_argument(
+        "--cert-expiry-days",
+        type=_expiry_days,
+        default=30,
+        metavar="N",
+        help="with --pki-dir: alert when a certificate in use expires within N days (default 30)",
+    )
     p.add_argument(
         "--pki-passphrase-file", metavar="FILE", help="unlocks the CA for issuing (else read-only)"
     )

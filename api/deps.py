@@ -72,10 +72,11 @@ SensorStore = Annotated[Any, Depends(get_store)]
 
 
 class ZoneLookup:
-    """ip -> policy zone id, from the configured policy file (reloaded when the file changes)."""
+    """ip -> policy zone id, from the configured policy file and, for zones by asset name or tag, the
+    names, tags and roles in the store; recompiled when the file or those labels change."""
 
     def __init__(self) -> None:
-        self._stamp: tuple[int, int] | None = None
+        self._key: tuple[Any, ...] | None = None
         self._compiled: Any = None
 
     def zone_of(self, settings: Settings) -> Any:
@@ -87,15 +88,32 @@ class ZoneLookup:
             info = path.stat()
         except OSError:
             return None
-        stamp = (info.st_mtime_ns, info.st_size)
-        if stamp != self._stamp:
-            from policy.index import load_compiled
+        store = None
+        if settings.db_path.is_file():
+            from sensor.errors import UserError
+            from sensor.store.sqlite import Store
 
             try:
-                self._compiled = load_compiled(path)
+                store = Store(settings.db_path, readonly=True)
+            except UserError:
+                store = None
+        try:
+            key = (info.st_mtime_ns, info.st_size, store.zone_labels_key() if store else None)
+            labels = store.zone_labels() if store is not None and key != self._key else {}
+        finally:
+            if store is not None:
+                store.close()
+        if key != self._key:
+            from policy.index import load_compiled
+
+            def asset_tags(ip: str) -> set[str]:
+                return labels.get(ip, set())
+
+            try:
+                self._compiled = load_compiled(path, asset_tags)
             except Exception:  # an invalid file: zones unknown until it is fixed (the sensor keeps the old)
                 self._compiled = None
-            self._stamp = stamp
+            self._key = key
         compiled = self._compiled
         if compiled is None:
             return None

@@ -4,12 +4,12 @@ Threads (DESIGN.md §1: concurrency lives at the edges)::
 
     main thread      signal handling; waits; on SIGTERM/SIGINT runs the shutdown below
     uvicorn thread   the API (its own event loop)
-    sensor thread    the pipeline: live frames (LiveSource has its own capture thread) or a replay
-    flush thread     every second: commit the inventory/graph/alerts of a live sensor to the store
+    sensor threads   sensor.live.LiveRunner, the same runner as ``zonewarden sniff``: the pipeline (live
+                     frames or a replay), the periodic store commit, the policy file watcher, a followed
+                     Suricata EVE file and tshark beside a live capture
 
-The pipeline is single-threaded by design, so every touch of it from another thread (the periodic
-flush, a status read) holds ``SensorRunner.lock``; the pipeline holds it while it processes a frame and
-releases it while it waits for the next one, so an idle capture never blocks the API.
+The API reads the sensor through the runner: ``status()`` and the policy routes hold ``runner.lock``,
+which the pipeline releases between frames, so an idle capture never blocks the API.
 
 Shutdown order on SIGTERM: stop capture → drain the queue → flush flows and observers → commit the store
 → stop the API; the sensor part is bounded by ``STOP_TIMEOUT`` so the whole stays within 10 seconds.
@@ -22,186 +22,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from api.settings import Settings
-from sensor.capture.base import Source
-from sensor.records import Frame
+from sensor.live import STOP_TIMEOUT, LiveRunner
 
 logger = logging.getLogger(__name__)
 
-STOP_TIMEOUT = 7.0  # seconds for the sensor to drain, flush and commit after SIGTERM
-FLUSH_INTERVAL = 1.0
-REPLAY_LOCK_EVERY = 1024  # frames a replay processes between giving the lock to status readers
 HEADER_TIMEOUT = 10.0  # seconds a client may take to send a whole request head (slowloris, A16)
-
-
-class _LockedSource(Source):
-    """Yields the inner source's frames while holding ``lock``: held while the consumer processes a
-    frame, released while waiting for the next one."""
-
-    def __init__(self, inner: Source, lock: threading.Lock) -> None:
-        super().__init__()
-        self.inner = inner
-        self.lock = lock
-        self.counters = inner.counters
-        self.warnings = inner.warnings
-
-    def frames(self) -> Iterator[Frame]:
-        for frame in self.inner.frames():
-            with self.lock:
-                yield frame
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class _Stopped(Exception):
-    pass
-
-
-class SensorRunner:
-    """Runs a :class:`sensor.runtime.Sensor` on a live interface or over capture files, in a thread."""
-
-    def __init__(
-        self,
-        sensor: Any,
-        *,
-        interface: str | None = None,
-        bpf: str | None = None,
-        paths: Sequence[Path] = (),
-        flush_interval: float = FLUSH_INTERVAL,
-    ) -> None:
-        self.sensor = sensor
-        self.interface = interface
-        self.bpf = bpf
-        self.paths = list(paths)
-        self.flush_interval = flush_interval
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.finished = threading.Event()
-        self.source: Any = None
-        self.error: str | None = None
-        self.final_summary: dict[str, Any] | None = None
-        # A policy.learn.TrafficCollector fed by the pipeline (POST /api/v1/policy/learn reads it).
-        self.policy_collector: Any = None
-        self._thread: threading.Thread | None = None
-        self._flusher: threading.Thread | None = None
-
-    @property
-    def mode(self) -> str:
-        return "live" if self.interface else "replay"
-
-    def start(self) -> None:
-        """Open the capture (errors surface here, before the API starts) and start the threads."""
-        if self.interface:
-            from sensor.capture.live import LiveSource
-
-            self.source = LiveSource(self.interface, self.bpf, self.sensor.config.limits)
-            self.source.start()
-        self._thread = threading.Thread(target=self._run, name="sensor", daemon=True)
-        self._thread.start()
-        if self.interface:
-            self._flusher = threading.Thread(target=self._flush_loop, name="sensor-flush", daemon=True)
-            self._flusher.start()
-
-    def _run(self) -> None:
-        try:
-            if self.source is not None:
-                self.sensor.run_source(_LockedSource(self.source, self.lock))
-            else:
-                self._replay()
-        except _Stopped:
-            logger.info("replay stopped before the end of input")
-        except Exception as exc:  # the API keeps serving what was stored; status shows the error
-            self.error = f"{type(exc).__name__}: {exc}"
-            logger.exception("sensor failed")
-        finally:
-            with self.lock:
-                try:
-                    self.final_summary = self.sensor.finish(self.paths)
-                except Exception as exc:
-                    self.error = self.error or f"{type(exc).__name__}: {exc}"
-                    logger.exception("sensor could not finish cleanly")
-            self.finished.set()
-
-    def _replay(self) -> None:
-        processed = 0
-
-        def on_frame(frame: Frame) -> None:
-            nonlocal processed
-            processed += 1
-            if processed % REPLAY_LOCK_EVERY == 0:
-                self.lock.release()
-                time.sleep(0)  # let a waiting status reader take the lock
-                self.lock.acquire()
-            if self.stopping.is_set():
-                raise _Stopped
-
-        for path in self.paths:
-            if self.stopping.is_set():
-                raise _Stopped
-            with self.lock:
-                report = self.sensor.replay_file(path, on_frame)
-            if report.error:
-                logger.error("%s", report.error)
-
-    def _flush_loop(self) -> None:
-        # The policy observer publishes its pending aggregated alerts (its flush is meant to be called
-        # periodically on a live sensor), then the inventory commits them with the inventory and graph.
-        # Other observers' flush means "end of input" (e.g. baseline learning) and waits for the end.
-        periodic = [
-            o for o in (getattr(self.sensor, "policy", None), getattr(self.sensor, "inventory", None)) if o
-        ]
-        while not self.stopping.wait(self.flush_interval):
-            if self.finished.is_set() or not periodic:
-                return
-            with self.lock:
-                if not self.finished.is_set():
-                    now = float(self.sensor.pipeline.now or time.time())
-                    try:
-                        for observer in periodic:
-                            observer.flush(now)
-                    except Exception:
-                        logger.exception("periodic store flush failed")
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
-        """Stop capture, drain, flush and commit; True when that finished within ``timeout``."""
-        self.stopping.set()
-        if self.source is not None:
-            self.source.stop()
-        done = self.finished.wait(timeout)
-        if not done:
-            logger.error("the sensor did not finish within %.0f s", timeout)
-        return done
-
-    def status(self) -> dict[str, Any]:
-        """Live counters for ``GET /api/v1/status`` (``api.app.SensorHandle``)."""
-        summary: dict[str, Any] | None = self.final_summary
-        if summary is None:
-            if self.lock.acquire(timeout=2.0):
-                try:
-                    summary = self.final_summary or self.sensor.summary()
-                finally:
-                    self.lock.release()
-            else:
-                summary = {}
-        if self.source is not None and not self.finished.is_set():
-            # Capture counters reach the summary when the source closes; while live, read them directly.
-            summary = {**summary, "capture": self.source.counters.as_dict()}
-        return {
-            "sensor": {
-                "running": not self.finished.is_set(),
-                "mode": self.mode,
-                "interface": self.interface,
-                "finished": self.finished.is_set(),
-            },
-            "summary": summary,
-        }
 
 
 def header_deadline_protocol(timeout: float) -> type:
@@ -271,6 +103,10 @@ class ServeOptions:
     header_timeout: float = HEADER_TIMEOUT
     print_admin_token: bool = False
     auth_failures_allowed: int = 10
+    learn_for: float | None = None  # anomaly detection: learn this many seconds of packet time first
+    follow_eve: Path | None = None  # Suricata's EVE file: its alerts join the sensor's alert stream
+    deep: bool = False  # identify other ICS protocols with tshark (live beside --sniff, after --replay)
+    cert_expiry_days: int = 30  # cert:expiring_soon when a certificate in use expires within N days
 
 
 def create_admin_token(db: Path, name: str) -> str:
@@ -301,7 +137,7 @@ def serve(options: ServeOptions, ready: Callable[[str], None] | None = None) -> 
 
     options.db.parent.mkdir(parents=True, exist_ok=True)
     Store(options.db).close()  # schema in place before the API reads it
-    runner: SensorRunner | None = None
+    runner: LiveRunner | None = None
     if options.sniff or options.replay:
         from policy.learn import TrafficCollector
 
@@ -310,12 +146,22 @@ def serve(options: ServeOptions, ready: Callable[[str], None] | None = None) -> 
             SensorConfig(
                 db_path=options.db,
                 policy_path=options.policy,
+                learn_for=options.learn_for,
                 baseline_path=options.baseline,
                 pki_dir=options.pki_dir,  # certificates seen judged against the served PKI
+                cert_expiring_days=options.cert_expiry_days,
+                deep=options.deep and not options.sniff,  # live: tshark beside the capture instead
             ),
             extra_sinks=[collector],
         )
-        runner = SensorRunner(sensor, interface=options.sniff, bpf=options.bpf, paths=options.replay)
+        runner = LiveRunner(
+            sensor,
+            interface=options.sniff,
+            bpf=options.bpf,
+            paths=options.replay,
+            follow_eve=options.follow_eve,
+            deep=options.deep,
+        )
         runner.policy_collector = collector
     settings = Settings(
         db_path=options.db,

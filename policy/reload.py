@@ -39,6 +39,7 @@ class PolicyWatcher:
         self.failures = 0
         self.last_error = ""
         self._stamp = self._current_stamp()
+        self._lock = threading.Lock()  # the watcher thread and reload_now never interleave
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -51,7 +52,19 @@ class PolicyWatcher:
 
     def check_now(self) -> bool:
         """Reload if the file changed; True when a new policy was installed."""
-        stamp = self._current_stamp()
+        with self._lock:
+            return self._reload_if_changed(self._current_stamp())
+
+    def reload_now(self) -> bool:
+        """For a caller that has just written the file (``PUT /api/v1/policy``): True when the file as it
+        is now runs, loaded here or already by the watcher thread, so it is never swapped in twice."""
+        with self._lock:
+            stamp = self._current_stamp()
+            if stamp is not None and stamp == self._stamp and not self.last_error:
+                return True
+            return self._reload_if_changed(stamp)
+
+    def _reload_if_changed(self, stamp: tuple[int, int] | None) -> bool:
         if stamp is None or stamp == self._stamp:
             return False
         self._stamp = stamp

@@ -169,7 +169,10 @@ def follow(
     poll: float = 0.5,
     from_start: bool = False,
 ) -> Counter[str]:
-    """Tail ``path`` until ``stop()``; reopens it when it is rotated or truncated."""
+    """Tail ``path`` until ``stop()``; reopens it when it is rotated or truncated.
+
+    A file that exists at the start is read from its end (``from_start`` reads it whole); one that does
+    not exist yet is read from its first line once it appears."""
     ingester = EveIngester(publish)
     fh: IO[bytes] | None = None
     inode = -1
@@ -180,6 +183,7 @@ def follow(
                 try:
                     fh = open(path, "rb")  # noqa: SIM115
                 except OSError:
+                    from_start = True  # made after we started: every line of it is new
                     time.sleep(poll)
                     continue
                 inode = path.stat().st_ino

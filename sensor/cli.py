@@ -5,7 +5,8 @@ Contracts other tools rely on (keep them; extend, never rename):
 * ``zonewarden replay PCAP... [--eve FILE] [--summary-json FILE|-] [--deep] [--policy FILE]``: exit 0 on
   success (warnings such as a truncated last record go to stderr), 2 when a file is not a capture or is
   corrupt (one line on stderr, never a traceback; the other files are still processed).
-* ``zonewarden sniff -i IFACE [--bpf FILTER] [--eve FILE] [--summary-json FILE|-]``.
+* ``zonewarden sniff -i IFACE [--bpf FILTER] [--eve FILE] [--summary-json FILE|-] [--duration S]
+  [--policy FILE] [--learn-for SECONDS] [--baseline FILE] [--follow-eve FILE] [--deep]``.
 """
 
 from __future__ import annotations
@@ -151,44 +152,40 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_sniff(args: argparse.Namespace) -> int:
-    from sensor.capture.live import LiveSource
+    """The live sensor (sensor/live.py, the same runner as ``zonewarden serve --sniff``)."""
+    import threading
+
+    from sensor.live import LiveRunner
     from sensor.runtime import Sensor, SensorConfig
 
-    sensor = Sensor(
-        _with_pki(
-            apply_config_args(
-                SensorConfig(
-                    eve_path=Path(args.eve) if args.eve else None,
-                    policy_path=Path(args.policy) if args.policy else None,
-                    db_path=Path(args.db) if args.db else None,
-                ),
-                args,
-            ),
-            args,
-        )
+    config = SensorConfig(
+        eve_path=Path(args.eve) if args.eve else None,
+        policy_path=Path(args.policy) if args.policy else None,
+        db_path=Path(args.db) if args.db else None,
+        learn_for=args.learn_for,
+        baseline_path=Path(args.baseline) if args.baseline else None,
     )
-    source = LiveSource(args.interface, args.bpf, sensor.config.limits)
+    sensor = Sensor(_with_pki(apply_config_args(config, args), args))
+    runner = LiveRunner(
+        sensor,
+        interface=args.interface,
+        bpf=args.bpf,
+        follow_eve=Path(args.follow_eve) if args.follow_eve else None,
+        deep=args.deep,
+    )
+    stop = threading.Event()
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        source.stop()
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    source.start()
-    if args.duration:
-        signal.signal(signal.SIGALRM, stop)
-        signal.alarm(int(args.duration))
-    from policy.reload import watch_policy
-
-    watcher = watch_policy(sensor.policy, Path(args.policy)) if sensor.policy and args.policy else None
-    try:
-        sensor.run_source(source)
-    finally:
-        if watcher is not None:
-            watcher.stop()
-    summary = sensor.finish()
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    summary = runner.run(args.duration, stop)
     if args.summary_json:
         _write_json(args.summary_json, summary)
+    if runner.error is not None:
+        print(f"zonewarden: error: {runner.error}", file=sys.stderr)
+        return 1
     return EXIT_OK
 
 
@@ -231,6 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", metavar="FILE", help="zone/conduit policy; reloaded when the file changes")
     s.add_argument("--config", metavar="FILE", help="sensor configuration (YAML): rules, alert sinks")
     s.add_argument("--rules", metavar="PATH", action="append", help="Suricata-format rules file or directory")
+    s.add_argument(
+        "--learn-for",
+        type=float,
+        metavar="SECONDS",
+        help="anomaly detection: learn on the first SECONDS of packet time, detect after",
+    )
+    s.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="anomaly detection: reuse this baseline if it exists, else learn; saved at exit",
+    )
+    s.add_argument(
+        "--follow-eve", metavar="FILE", help="follow Suricata's EVE file: its alerts join the alert stream"
+    )
+    s.add_argument(
+        "--deep", action="store_true", help="identify other ICS protocols with tshark beside capture"
+    )
     _pki_flags(s)
     s.set_defaults(func=cmd_sniff)
 

@@ -754,7 +754,13 @@ def identity_columns_for(known: frozenset[str]) -> tuple[str, ...]:
 def tshark_command(
     tshark: str, path: Path, identity_columns: Sequence[str], decode_as: Sequence[str] = ()
 ) -> list[str]:
-    command = [tshark, "-r", str(path), "-n", "-T", "fields"]
+    """tshark reading one capture file (``"-"``: standard input) into the field stream."""
+    return [tshark, "-r", str(path), *field_stream_options(identity_columns, decode_as)]
+
+
+def field_stream_options(identity_columns: Sequence[str], decode_as: Sequence[str] = ()) -> list[str]:
+    """The options that make tshark print the field stream :func:`parse_line` reads (file and live)."""
+    command = ["-n", "-T", "fields"]
     command += [
         "-E",
         "header=n",
@@ -791,21 +797,46 @@ def _read_lines(stream: IO[bytes], max_line: int) -> Iterator[str | None]:
 
 
 class _StderrTail(threading.Thread):
-    """Drains tshark's stderr so it never blocks on a full pipe, keeping only the end."""
+    """Drains tshark's (or dumpcap's) stderr so it never blocks on a full pipe, keeping only the end;
+    ``ready`` is set once the program says it is capturing."""
+
+    QUIET: Final = ("Running as user", "resetting session", "File: -")
 
     def __init__(self, stream: IO[bytes]) -> None:
         super().__init__(daemon=True)
         self.stream = stream
         self.tail: collections.deque[str] = collections.deque(maxlen=16)
+        self.ready = threading.Event()
 
     def run(self) -> None:
         for raw in iter(lambda: self.stream.readline(STDERR_TAIL_CHARS), b""):
             text = raw.decode("utf-8", "replace").strip()
-            if text and not text.startswith("Running as user"):
+            if text.startswith("Capturing on"):
+                self.ready.set()
+            elif text and not text.startswith(self.QUIET):
                 self.tail.append(text)
 
     def message(self) -> str:
         return " / ".join(self.tail)[-STDERR_TAIL_CHARS:] or "no message"
+
+
+def feed_field_stream(
+    stream: IO[bytes], aggregator: FlowAggregator, lock: threading.Lock | None = None
+) -> None:
+    """Feed tshark's field stream to ``aggregator`` until it ends (the file and the live paths);
+    ``lock``, when given, is held per line so that another thread may read the aggregator."""
+    with stream:
+        for line in _read_lines(stream, MAX_LINE_BYTES):
+            if lock is not None:
+                lock.acquire()
+            try:
+                if line is None:
+                    aggregator.lines_skipped += 1
+                else:
+                    aggregator.feed_line(line)
+            finally:
+                if lock is not None:
+                    lock.release()
 
 
 def _scan_file(
@@ -846,12 +877,7 @@ def _scan_file(
         watchdog.daemon = True
         watchdog.start()
     try:
-        with process.stdout:
-            for line in _read_lines(process.stdout, MAX_LINE_BYTES):
-                if line is None:
-                    aggregator.lines_skipped += 1
-                else:
-                    aggregator.feed_line(line)
+        feed_field_stream(process.stdout, aggregator)
         returncode = process.wait()
     finally:
         if watchdog is not None:
@@ -942,3 +968,192 @@ def identify_other_protocols(
     return scan_captures(
         paths, tshark=tshark, skip=skip, limits=limits, max_flows=max_flows, decode_as=decode_as
     ).flows
+
+
+# --------------------------------------------------------------------------------------------------
+# Live: tshark beside the sensor, on the capture interface
+# --------------------------------------------------------------------------------------------------
+
+LIVE_SESSION_RESET: Final = 100_000
+"""Frames after which tshark drops its dissection state (``-M``), so that its memory stays bounded on a
+capture that runs for months. Flows are aggregated here, so a reset loses only Wireshark's
+per-conversation state (a conversation is named again from its next frame)."""
+
+LIVE_STOP_TIMEOUT: Final = 3.0  # seconds for tshark to print what dumpcap gave it before it is killed
+
+
+def find_dumpcap(tshark: str) -> str | None:
+    """dumpcap (Wireshark's capture program, in the same package as tshark): beside tshark, else PATH."""
+    beside = Path(tshark).with_name("dumpcap")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("dumpcap")
+
+
+FlowIdentity = tuple[str, str, str, int, str, int]  # protocol, transport, client ip/port, server ip/port
+
+
+class LiveDeepScan:
+    """Other ICS protocols identified by tshark on a live interface, beside the sensor (issue 4).
+
+    ``dumpcap -i IFACE -w -`` writes pcapng into a pipe that ``tshark -r - -l -M N -T fields`` reads.
+    Plain ``tshark -i IFACE`` is not used: it has dumpcap write every frame to a temporary file in /tmp
+    that grows for as long as the capture runs and stays behind when tshark is killed. The field stream
+    feeds the same :class:`FlowAggregator` (and :func:`parse_line`) as the file path, in a thread of its
+    own, off the sensor's packet path; :meth:`changed_flows` hands over the flows identified or grown
+    since the previous call. Never raises: a missing tshark or a failed start is a warning and
+    ``error``; the sensor runs on without identification.
+    """
+
+    def __init__(
+        self,
+        interface: str,
+        *,
+        bpf: str | None = None,
+        tshark: str | None = None,
+        skip: frozenset[str] = DEFAULT_SKIP,
+        limits: Limits = DEFAULT_LIMITS,
+        decode_as: Sequence[str] = (),
+        session_reset: int = LIVE_SESSION_RESET,
+    ) -> None:
+        self.interface = interface
+        self.bpf = bpf
+        self.tshark = tshark
+        self.skip = skip
+        self.limits = limits
+        self.decode_as = tuple(decode_as)
+        self.session_reset = session_reset
+        self.error: str | None = None
+        self.ready = threading.Event()  # set once dumpcap says it is capturing
+        self.lock = threading.Lock()  # held while a line is aggregated or the flows are read
+        self.aggregator: FlowAggregator | None = None
+        self._reported: dict[FlowIdentity, tuple[int, tuple[tuple[str, str], ...]]] = {}
+        self._dumpcap: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._stderr: list[_StderrTail] = []
+        self._config_dir: tempfile.TemporaryDirectory[str] | None = None
+        self._stopping = False
+
+    def start(self) -> bool:
+        """Start dumpcap and tshark; False (with a warning and ``error``) when they cannot run."""
+        executable = find_tshark(self.tshark)
+        dumpcap = find_dumpcap(executable) if executable is not None else None
+        if executable is None or dumpcap is None:
+            self.error = "tshark not found" if executable is None else "dumpcap not found"
+            log.warning("live deep identification off: %s (install the tshark package)", self.error)
+            return False
+        self.aggregator = FlowAggregator(
+            identity_columns_for(tshark_field_names(executable)),
+            skip=self.skip,
+            max_flows=self.limits.deep_max_flows,
+            max_field_chars=self.limits.max_field_chars,
+        )
+        self._config_dir = tempfile.TemporaryDirectory(prefix="zonewarden-tshark-")
+        env = _tshark_env(self._config_dir.name)
+        capture = [dumpcap, "-i", self.interface, "-q", "-w", "-"]
+        if self.bpf:
+            capture += ["-f", self.bpf]
+        reader = [executable, "-r", "-", "-l", "-M", str(self.session_reset)]
+        reader += field_stream_options(self.aggregator.identity_columns, self.decode_as)
+        try:
+            self._dumpcap = subprocess.Popen(
+                capture, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            )
+            assert self._dumpcap.stdout is not None and self._dumpcap.stderr is not None
+            self._process = subprocess.Popen(
+                reader, stdin=self._dumpcap.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            )
+        except OSError as error:
+            self.error = f"cannot run {error.filename or 'tshark'}: {error.strerror or error}"
+            log.warning("live deep identification off: %s", self.error)
+            self.stop()
+            return False
+        self._dumpcap.stdout.close()  # tshark holds the pipe now; dumpcap sees EPIPE if tshark dies
+        assert self._process.stdout is not None and self._process.stderr is not None
+        self._stderr = [_StderrTail(self._dumpcap.stderr), _StderrTail(self._process.stderr)]
+        for tail in self._stderr:
+            tail.start()
+        threading.Thread(target=self._signal_ready, name="deep-ready", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name=f"deep-{self.interface}", daemon=True)
+        self._reader.start()
+        log.info("live deep identification: dumpcap | tshark on %s", self.interface)
+        return True
+
+    def _signal_ready(self) -> None:
+        if self._stderr[0].ready.wait(60):
+            self.ready.set()
+
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None and self.aggregator is not None
+        feed_field_stream(self._process.stdout, self.aggregator, self.lock)
+        returncode = self._process.wait()
+        if not self._stopping:
+            messages = " / ".join(tail.message() for tail in self._stderr)
+            self.error = f"tshark ended (exit {returncode}): {messages}"[:STDERR_TAIL_CHARS]
+            log.warning("live deep identification stopped: %s", self.error)
+
+    def changed_flows(self, everything: bool = False) -> list[OtherProtocolFlow]:
+        """Flows identified, grown or with new identity fields since the previous call (``everything``:
+        every flow identified so far)."""
+        if self.aggregator is None:
+            return []
+        with self.lock:
+            flows = self.aggregator.flows()
+        changed = []
+        for flow in flows:
+            key = (
+                flow.protocol,
+                flow.transport,
+                flow.client_ip,
+                flow.client_port,
+                flow.server_ip,
+                flow.server_port,
+            )
+            stamp = (flow.packets, tuple(sorted(flow.identity.items())))
+            if everything or self._reported.get(key) != stamp:
+                self._reported[key] = stamp
+                changed.append(flow)
+        return changed
+
+    def summary(self) -> dict[str, int]:
+        """Flows per protocol so far (the summary's ``other_protocols``)."""
+        if self.aggregator is None:
+            return {}
+        with self.lock:
+            return summarize(self.aggregator.flows())
+
+    def counters(self) -> dict[str, int | str | None]:
+        aggregator = self.aggregator
+        return {
+            "packets": aggregator.packets if aggregator else 0,
+            "lines_skipped": aggregator.lines_skipped if aggregator else 0,
+            "flows_evicted": aggregator.flows_evicted if aggregator else 0,
+            "identified_flows_dropped": aggregator.identified_flows_dropped if aggregator else 0,
+            "error": self.error,
+        }
+
+    def stop(self, timeout: float = LIVE_STOP_TIMEOUT) -> None:
+        """Stop dumpcap; tshark prints what it was given and ends (killed after ``timeout``)."""
+        self._stopping = True
+        if self._dumpcap is not None and self._dumpcap.poll() is None:
+            self._dumpcap.terminate()
+        if self._reader is not None:
+            self._reader.join(timeout)
+        for process in (self._process, self._dumpcap):
+            if process is None:
+                continue
+            if process.poll() is None:
+                process.kill()
+            with contextlib.suppress(subprocess.SubprocessError):
+                process.wait(timeout)
+        if self._reader is not None:
+            self._reader.join(timeout)
+        for tail in self._stderr:
+            tail.join(timeout)
+        for process in (self._process, self._dumpcap):
+            if process is not None and process.stderr is not None:
+                process.stderr.close()
+        if self._config_dir is not None:
+            self._config_dir.cleanup()
+            self._config_dir = None

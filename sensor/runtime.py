@@ -158,6 +158,8 @@ class Sensor:
         self.capture = CaptureCounters()
         self.files: list[FileReport] = []
         self.other_protocols: dict[str, int] | None = None
+        if self.inventory.store is not None:  # the store keeps the counters (GET /api/v1/status)
+            self.inventory.summary_counters = self.saved_counters
 
     def _absorb_capture(self, counters: CaptureCounters) -> None:
         for key, value in counters.as_dict().items():
@@ -197,8 +199,13 @@ class Sensor:
                 report.warnings.extend(source.warnings)
         return report
 
-    def finish(self, paths: Sequence[Path] = ()) -> dict[str, Any]:
-        """Flush flows, run the deep pass if asked, write the final stats record; return the summary."""
+    def finish(
+        self, paths: Sequence[Path] = (), before_close: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """Flush flows, run the deep pass if asked, write the final stats record; return the summary.
+
+        ``before_close`` runs after the flows ended and before the store closes (the live runner hands
+        over tshark's last flows there, so that they rename the native edges just absorbed)."""
         self.pipeline.finish()
         for observer in self.observers:
             observer.flush(self.pipeline.now)
@@ -208,6 +215,8 @@ class Sensor:
             other_flows = identify_other_protocols(list(paths))
             self.other_protocols = summarize(other_flows)
             self.inventory.absorb_other_protocols(other_flows)
+        if before_close is not None:
+            before_close()
         self.inventory.close(self.pipeline.now)
         if self.deliverer is not None:
             self.deliverer.close()
@@ -218,6 +227,23 @@ class Sensor:
             )
             self.eve.close()
         return summary
+
+    def saved_counters(self) -> dict[str, int]:
+        """The summary's counters as the store keeps them at each commit (sensor/store/summary_counters.py):
+        packets, bytes, flows, decode errors, flow table (TCP gaps), capture (drops), per-protocol
+        counts and alerts; capture counters reach it when a source closes."""
+        import time
+
+        from sensor.store.summary_counters import SAVED_AT, flatten_summary
+
+        doc = self.core_stats.section()
+        doc["capture"] = self.capture.as_dict()
+        for s in self.protocol_stats:
+            doc[s.name] = s.stats.section()
+        doc["alerts"] = self.alerts.section()
+        doc[SAVED_AT] = int(time.time())
+        doc["last_packet_ts"] = int(self.pipeline.now or 0)
+        return flatten_summary(doc)
 
     def summary(self) -> dict[str, Any]:
         out = self.core_stats.section()

@@ -30,7 +30,6 @@ passphrase, unsafe permissions); 70 an internal error. Every refusal is one line
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 import ipaddress
 import json
@@ -273,11 +272,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _observed_certificates(db: Path, issued: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Certificates seen on the wire, one per (certificate, presenting IP), from the sensor store.
-
-    The inventory keeps them per asset and ``api.pki.wire.CertificateObserver`` adds its judgement to
-    each entry (status, roles, sources, first/last seen); ``issued`` joins them to this PKI's rows.
-    """
+    """Certificates seen on the wire, one per (certificate, presenting IP), from the sensor store
+    (:func:`api.pki.observed.observed_certificates`, which the web API serves too)."""
+    from api.pki.observed import observed_certificates
     from sensor.store.sqlite import Store
 
     store = Store(db, readonly=True)
@@ -285,38 +282,7 @@ def _observed_certificates(db: Path, issued: dict[str, dict[str, Any]]) -> list[
         assets = store.load_assets()
     finally:
         store.close()
-
-    def when(value: object) -> str | None:
-        if isinstance(value, int | float) and value > 0:
-            return iso(dt.datetime.fromtimestamp(value, dt.UTC))
-        return None
-
-    out: list[dict[str, Any]] = []
-    for asset in assets:
-        for sha, cert in asset.certificates.items():
-            sources = cert.get("sources") or ([cert["source"]] if cert.get("source") else [])
-            out.append(
-                {
-                    "sha256": sha,
-                    "status": cert.get("status") or "not_judged",
-                    "findings": list(cert.get("findings") or []),
-                    "ip": asset.ip,
-                    "roles": list(cert.get("roles") or []),
-                    "sources": list(sources),
-                    "app_proto": cert.get("app_proto"),
-                    "first_seen": when(cert.get("first_seen")),
-                    "last_seen": when(cert.get("last_seen")) or when(asset.last_seen),
-                    "subject": cert.get("subject", ""),
-                    "issuer": cert.get("issuer", ""),
-                    "serial": cert.get("serial"),
-                    "not_after": cert.get("not_after"),
-                    "self_signed": bool(cert.get("self_signed", False)),
-                    "san_uris": list(cert.get("san_uris") or []),
-                    "issued": issued.get(sha),
-                }
-            )
-    out.sort(key=lambda o: (str(o["subject"]), str(o["ip"]), str(o["sha256"])))
-    return out
+    return observed_certificates(assets, issued)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -331,14 +297,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         db = Path(args.db) if args.db else default_db_path()
         if db.is_file():
-            by_sha = {item["sha256"]: item for item in items}
-            observed = _observed_certificates(
-                db,
-                {
-                    str(sha): {k: item[k] for k in ("serial", "status", "profile", "not_after")}
-                    for sha, item in by_sha.items()
-                },
-            )
+            from api.pki.observed import issued_index
+
+            observed = _observed_certificates(db, issued_index(items))
         else:
             note = OBSERVED_NOTE.format(path=db)
             _warn(note)

@@ -9,11 +9,24 @@ from api.settings import Settings
 
 def all_routers() -> list[APIRouter]:
     """Every router the app serves, public one first (tests walk these for the role matrix)."""
-    from api.routes import alerts, audit, baseline, est, health, inventory, pki, policy, rules, tokens
+    from api.routes import (
+        alerts,
+        audit,
+        baseline,
+        est,
+        health,
+        inventory,
+        pki,
+        policy,
+        rules,
+        session,
+        tokens,
+    )
 
     return [
         health.public_router,
         health.router,
+        session.router,
         inventory.router,
         alerts.router,
         policy.router,

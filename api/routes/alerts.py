@@ -1,5 +1,11 @@
 """``/api/v1/alerts``: list, filter, get, acknowledge, close (with a comment), and a server-sent-events
-stream of new alerts — over the sensor store (``sensor.store.sqlite.Store``)."""
+stream of new alerts — over the sensor store (``sensor.store.sqlite.Store``).
+
+The stream follows the store's insertion order (``alerts.seq``, bumped whenever an alert is written or
+changes), not packet time: alerts from a replay of last year's captures into a running server are new
+alerts too. Each event's ``id`` is that sequence number, so a client that reconnects with
+``Last-Event-ID`` (as EventSource does) gets exactly what it missed.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,17 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Path, Query, Request
+from fastapi import Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import Permission, Principal
 from api.deps import AppSettings, SensorStore, get_principal, set_audit
 from api.errors import ApiError, not_found
 from api.routes.common import guarded, resource_router
+from api.schemas.alerts import Alert, AlertQuery, api_alert
 from api.schemas.common import Comment, Page
-from api.schemas.inventory import Alert, AlertQuery
 from api.settings import Settings
+from sensor.store.alert_filter import AlertFilter
 
 router = resource_router("alerts", "/alerts")
 
@@ -29,58 +36,96 @@ AlertId = Annotated[
     ),
 ]
 SSE_HEARTBEAT_SECONDS = 15.0
+STREAM_BATCH = 500  # rows a stream reads per poll (the next poll continues after the last one sent)
+STREAM_BACKLOG = 1000  # alerts a stream opened with ?since= sends before following new ones
+MAX_EVENT_ID = 2**63 - 1
+
+
+def alert_filter(params: AlertQuery) -> AlertFilter:
+    return AlertFilter(
+        status=params.status,
+        category=params.category,
+        rule=params.rule,
+        severity=params.severity,
+        src_ip=params.src_ip,
+        dest_ip=params.dest_ip,
+        ip=params.ip,
+        zone=params.zone,
+        since=params.since,
+        until=params.until,
+        q=params.q,
+    )
 
 
 @router.get(
     "", summary="alerts, newest first, filtered", response_model=Page[Alert], **guarded(Permission.READ)
 )
 def list_alerts(store: SensorStore, params: Annotated[AlertQuery, Query()]) -> Page[Any]:
-    rows = store.list_alerts(
-        status=params.status,
-        category=params.category,
-        rule=params.rule,
-        since=params.since,
+    selection = alert_filter(params)
+    rows = store.list_alerts(selection, limit=params.limit, offset=params.offset)
+    return Page(
+        items=[api_alert(r) for r in rows],
+        total=store.count_alerts(selection),
         limit=params.limit,
         offset=params.offset,
     )
-    filtered = any(v is not None for v in (params.status, params.category, params.rule, params.since))
-    total = (
-        len(
-            store.list_alerts(
-                status=params.status,
-                category=params.category,
-                rule=params.rule,
-                since=params.since,
-                limit=10**9,
-            )
-        )
-        if filtered
-        else store.count_alerts()
-    )
-    return Page(items=rows, total=total, limit=params.limit, offset=params.offset)
 
 
-def _stream_rows(settings: Settings, since: float) -> list[dict[str, Any]]:
+def _stream_start(settings: Settings, since: float | None) -> tuple[int, list[dict[str, Any]]]:
+    """The store's newest sequence number now, and the backlog a ``?since=`` stream starts with."""
     from sensor.store.sqlite import Store
 
     store = Store(settings.db_path, readonly=True)
     try:
-        rows: list[dict[str, Any]] = store.list_alerts(since=since, limit=1000)
+        head = store.last_alert_seq()
+        backlog: list[dict[str, Any]] = []
+        if since is not None:
+            backlog = store.list_alerts(
+                AlertFilter(since=since), limit=STREAM_BACKLOG, oldest_change_first=True
+            )
+            backlog = [r for r in backlog if r["seq"] <= head]
+        return head, backlog
+    finally:
+        store.close()
+
+
+def _stream_rows(settings: Settings, after: int) -> list[dict[str, Any]]:
+    from sensor.store.sqlite import Store
+
+    store = Store(settings.db_path, readonly=True)
+    try:
+        rows: list[dict[str, Any]] = store.list_alerts(
+            AlertFilter(after_seq=after), limit=STREAM_BATCH, oldest_change_first=True
+        )
         return rows
     finally:
         store.close()
 
 
+def _event(row: dict[str, Any]) -> bytes:
+    data = json.dumps(api_alert(row), separators=(",", ":"), default=str)
+    return f"id: {row['seq']}\nevent: alert\ndata: {data}\n\n".encode()
+
+
+def _resume_point(last_event_id: str | None) -> int | None:
+    """The sequence number a reconnecting client last received; None for anything else (an id from
+    an older server, garbage): the stream then starts from now."""
+    if last_event_id is None or not last_event_id.isascii() or not last_event_id.isdigit():
+        return None
+    value = int(last_event_id)
+    return value if value <= MAX_EVENT_ID else None
+
+
 @router.get(
     "/stream",
-    summary="server-sent events: one `alert` event per new or updated alert",
+    summary="server-sent events: one `alert` event per new or changed alert, in insertion order",
     response_class=StreamingResponse,
     **guarded(
         Permission.READ,
         responses={
             200: {
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "description": "an event stream",
+                "description": "an event stream; each event's id is the alert's `seq`",
             }
         },
     ),
@@ -89,33 +134,42 @@ async def stream_alerts(
     request: Request,
     settings: AppSettings,
     since: Annotated[
-        float | None, Query(ge=0, le=2**33, description="also send alerts seen since (epoch s)")
+        float | None,
+        Query(ge=0, le=2**33, description="first send the alerts last seen since this packet time (epoch s)"),
     ] = None,
     wait: Annotated[
         float, Query(ge=0, le=86400, description="seconds before the stream ends (reconnect)")
     ] = 300.0,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description="resume after this event id (an alert `seq`); wins over `since`",
+        ),
+    ] = None,
 ) -> StreamingResponse:
     deadline = time.monotonic() + min(wait, settings.sse_max_seconds)
+    resume = _resume_point(last_event_id)
 
     async def events() -> AsyncIterator[bytes]:
-        cursor = time.time() if since is None else since
-        sent: dict[str, int] = {}
-        last_beat = time.monotonic()
         yield b": zonewarden alert stream\n\n"
+        if resume is not None:
+            cursor = resume
+        else:
+            cursor, backlog = await anyio.to_thread.run_sync(_stream_start, settings, since)
+            for row in backlog:
+                yield _event(row)
+        last_beat = time.monotonic()
         while True:
             rows = await anyio.to_thread.run_sync(_stream_rows, settings, cursor)
-            for row in sorted(rows, key=lambda r: (r["last_ts"], r["alert_id"])):
-                if sent.get(row["alert_id"]) == row["count"]:
-                    continue
-                sent[row["alert_id"]] = row["count"]
-                cursor = max(cursor, float(row["last_ts"]))
-                data = json.dumps(row, separators=(",", ":"), default=str)
-                yield f"id: {row['alert_id']}\nevent: alert\ndata: {data}\n\n".encode()
-            if len(sent) > 10_000:  # bounded: forget, the cursor keeps old alerts out
-                sent.clear()
+            for row in rows:
+                cursor = max(cursor, int(row["seq"]))
+                yield _event(row)
             now = time.monotonic()
             if now >= deadline or await request.is_disconnected():
                 return
+            if len(rows) >= STREAM_BATCH:
+                continue  # more are waiting
             if now - last_beat >= SSE_HEARTBEAT_SECONDS:
                 last_beat = now
                 yield b": keep-alive\n\n"
@@ -133,7 +187,7 @@ def get_alert(store: SensorStore, alert_id: AlertId) -> dict[str, Any]:
     row = store.get_alert(alert_id)
     if row is None:
         raise not_found("alert")
-    return dict(row)
+    return api_alert(row)
 
 
 def _transition(
@@ -154,7 +208,7 @@ def _transition(
         row: dict[str, Any] | None = store.get_alert(alert_id)
         if row is None:
             raise not_found("alert")
-        return row
+        return api_alert(row)
     finally:
         store.close()
 

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Request
 
 from api.app import project_version
 from api.auth import Permission
+from api.deps import AppSettings
 from api.routes.common import guarded, resource_router
-from api.schemas.system import Drops, Health, SensorInfo, Status
-from api.settings import API_PREFIX
+from api.schemas.system import Drops, Health, SensorInfo, Status, StatusSource
+from api.settings import API_PREFIX, Settings
 
 PROTOCOLS = ("modbus", "opcua", "mqtt", "tls")
 
@@ -30,12 +31,20 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
-def build_status(summary: dict[str, Any], sensor: SensorInfo) -> Status:
-    """Shape a sensor summary (``Sensor.summary()``) into the status document."""
+def build_status(
+    summary: dict[str, Any],
+    sensor: SensorInfo,
+    source: StatusSource = "sensor",
+    saved_at: float | None = None,
+) -> Status:
+    """Shape a sensor summary (``Sensor.summary()``, or the store's copy of its counters) into the
+    status document."""
     capture = {k: _int(v) for k, v in (summary.get("capture") or {}).items()}
     flow_counters = summary.get("flow_table") or {}
     return Status(
         sensor=sensor,
+        source=source,
+        saved_at=saved_at,
         packets=_int(summary.get("packets")),
         bytes=_int(summary.get("bytes")),
         flows=_int(summary.get("flows")),
@@ -56,10 +65,10 @@ def build_status(summary: dict[str, Any], sensor: SensorInfo) -> Status:
 @router.get(
     "/status", summary="sensor counters and versions", response_model=Status, **guarded(Permission.READ)
 )
-def status(request: Request) -> Status:
+def status(request: Request, settings: AppSettings) -> Status:
     handle = request.app.state.sensor
     if handle is None:
-        return build_status({}, SensorInfo(running=False, mode="none", finished=False))
+        return _stored_status(settings)
     doc = handle.status()
     info = SensorInfo(**doc["sensor"])
     return build_status(doc["summary"], info)
@@ -74,3 +83,20 @@ def status(request: Request) -> Status:
 def openapi(request: Request) -> dict[str, Any]:
     document: dict[str, Any] = request.app.openapi()
     return document
+
+
+def _stored_status(settings: Settings) -> Status:
+    """No sensor in this server: the counters the last sensor run saved in the store, if any."""
+    from sensor.store.sqlite import Store
+    from sensor.store.summary_counters import SAVED_AT, unflatten_summary
+
+    idle = SensorInfo(running=False, mode="none", finished=False)
+    store = Store(settings.db_path, readonly=True)
+    try:
+        saved = unflatten_summary(store.counters())
+    finally:
+        store.close()
+    if not saved:
+        return build_status({}, idle, "none")
+    stamp = saved.get(SAVED_AT)
+    return build_status(saved, idle, "store", float(stamp) if isinstance(stamp, int) else None)

@@ -4,31 +4,33 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response
 
-from api.auth import Permission
-from api.deps import AppSettings, SensorStore
+from api.auth import Permission, Principal
+from api.deps import AppSettings, SensorStore, get_principal, set_audit
 from api.errors import ApiError, not_found
 from api.routes.common import guarded, resource_router
 from api.schemas.common import Page
 from api.schemas.inventory import (
     AssetDetail,
+    AssetLabelsPatch,
     AssetQuery,
     AssetSummary,
     Edge,
     EdgeQuery,
     GraphQuery,
-    ObservedCertificate,
-    ObservedQuery,
 )
+from api.schemas.observed import ObservedCertificate, ObservedQuery
 from api.settings import Settings
 
 router = resource_router("inventory")
 
 # The inventory is capped (Limits.max_assets), so a filtered list is computed over every row.
 ALL_ROWS = 10**9
+SEARCHED_FIELDS = ("ip", "mac", "name", "inferred_name", "vendor")  # and the tags
 
 AssetIp = Annotated[str, Path(max_length=45, description="the asset's IP address", examples=["10.10.1.20"])]
 
@@ -50,7 +52,7 @@ def _page(rows: list[Any], limit: int, offset: int) -> Page[Any]:
 def list_assets(
     request: Request, store: SensorStore, settings: AppSettings, params: Annotated[AssetQuery, Query()]
 ) -> Page[Any]:
-    rows = store.list_assets(role=params.role, protocol=params.protocol, limit=ALL_ROWS)
+    rows = store.list_assets(role=params.role, protocol=params.protocol, tag=params.tag, limit=ALL_ROWS)
     zone_of = _zone_of(request, settings)
     if params.zone is not None and zone_of is None:
         raise ApiError(422, "no_policy", "filtering by zone needs a policy (serve --policy FILE)")
@@ -60,7 +62,10 @@ def list_assets(
     if params.q:
         needle = params.q.lower()
         rows = [
-            r for r in rows if any(needle in str(r[k] or "").lower() for k in ("ip", "mac", "name", "vendor"))
+            r
+            for r in rows
+            if any(needle in str(r[k] or "").lower() for k in SEARCHED_FIELDS)
+            or any(needle in t.lower() for t in r["tags"])
         ]
     for r in rows:
         r["zone"] = zone_of(r["ip"]) if zone_of else None
@@ -85,6 +90,48 @@ def get_asset(request: Request, store: SensorStore, settings: AppSettings, ip: A
         raise not_found("asset")
     zone_of = _zone_of(request, settings)
     asset["zone"] = zone_of(address) if zone_of else None
+    asset["edges"] = _with_policy_status(store.list_edges_with_policy(ip=address), settings)
+    return dict(asset)
+
+
+@router.patch(
+    "/assets/{ip}",
+    summary="name and tag an asset (what people call it; policy zones {tag: T} hold it)",
+    response_model=AssetDetail,
+    **guarded(Permission.ASSETS_WRITE, 404),
+)
+def patch_asset_labels(
+    request: Request, settings: AppSettings, ip: AssetIp, body: AssetLabelsPatch
+) -> dict[str, Any]:
+    """Set the name people use for an asset and its tags (``sensor/assets/labels.py``). The running
+    sensor picks them up at its next store commit; policy zones by tag or name follow."""
+    from sensor.assets.labels import LabelError
+    from sensor.store.sqlite import Store
+
+    principal: Principal = get_principal(request)
+    try:
+        address = str(ipaddress.ip_address(ip))
+    except ValueError:
+        raise not_found("asset") from None
+    asked = body.model_dump(exclude_none=True)
+    set_audit(request, "assets.labels", f"asset:{address}", json.dumps(asked, ensure_ascii=False))
+    store = Store(settings.db_path)
+    try:
+        if store.get_asset(address) is None:
+            raise not_found("asset")
+        try:
+            labels = store.update_labels(address, by=principal.actor, name=body.name, tags=body.tags)
+        except LabelError as error:
+            raise ApiError(422, "invalid_labels", str(error)) from None
+        now = json.dumps({"name": labels.name, "tags": list(labels.tags)}, ensure_ascii=False)
+        set_audit(request, "assets.labels", f"asset:{address}", f"now {now}")
+        asset = store.get_asset(address)
+    finally:
+        store.close()
+    if asset is None:
+        raise not_found("asset")
+    zone_of = _zone_of(request, settings)
+    asset["zone"] = zone_of(address) if zone_of else None
     return dict(asset)
 
 
@@ -94,9 +141,21 @@ def get_asset(request: Request, store: SensorStore, settings: AppSettings, ip: A
     response_model=Page[Edge],
     **guarded(Permission.READ),
 )
-def list_communications(store: SensorStore, params: Annotated[EdgeQuery, Query()]) -> Page[Any]:
-    rows = store.list_edges(ip=params.ip, protocol=params.protocol)
-    return _page(rows, params.limit, params.offset)
+def list_communications(
+    store: SensorStore, settings: AppSettings, params: Annotated[EdgeQuery, Query()]
+) -> Page[Any]:
+    rows = store.list_edges_with_policy(ip=params.ip, protocol=params.protocol)
+    return _page(_with_policy_status(rows, settings), params.limit, params.offset)
+
+
+def _with_policy_status(edges: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
+    """An edge no policy alert was raised on is ``allowed`` when this server judges traffic against a
+    policy (the sensor checked every operation on it), else ``unknown``."""
+    quiet = "allowed" if settings.policy_path is not None else "unknown"
+    for edge in edges:
+        if edge["policy"]["status"] == "none":
+            edge["policy"]["status"] = quiet
+    return edges
 
 
 def _graph(request: Request, store: Any, settings: Settings, params: GraphQuery, fmt: str) -> bytes:
@@ -166,51 +225,34 @@ def graph_graphml(
     **guarded(Permission.READ),
 )
 def observed_certificates(
-    request: Request, store: SensorStore, settings: AppSettings, params: Annotated[ObservedQuery, Query()]
+    store: SensorStore, settings: AppSettings, params: Annotated[ObservedQuery, Query()]
 ) -> Page[Any]:
-    issued = _issued_fingerprints(settings)
-    seen: dict[str, dict[str, Any]] = {}
-    for asset in store.load_assets():
-        for sha, cert in asset.certificates.items():
-            entry = seen.setdefault(
-                sha,
-                {
-                    "sha256": sha,
-                    "subject": str(cert.get("subject", "")),
-                    "issuer": str(cert.get("issuer", "")),
-                    "not_after": cert.get("not_after"),
-                    "self_signed": bool(cert.get("self_signed", False)),
-                    "san_dns": list(cert.get("san_dns", [])),
-                    "san_ips": list(cert.get("san_ips", [])),
-                    "san_uris": list(cert.get("san_uris", [])),
-                    "sources": [],
-                    "assets": [],
-                    "issued_here": sha in issued,
-                },
-            )
-            if cert.get("source") and cert["source"] not in entry["sources"]:
-                entry["sources"].append(str(cert["source"]))
-            if asset.ip not in entry["assets"]:
-                entry["assets"].append(asset.ip)
-    rows = sorted(seen.values(), key=lambda e: (e["subject"], e["sha256"]))
+    from api.pki.observed import group_by_certificate, observed_certificates
+
+    rows = group_by_certificate(observed_certificates(store.load_assets(), _issued(settings)))
     if params.q:
         needle = params.q.lower()
         rows = [r for r in rows if needle in r["subject"].lower() or needle in r["issuer"].lower()]
     if params.ip:
         rows = [r for r in rows if params.ip in r["assets"]]
+    if params.status:
+        rows = [r for r in rows if any(p["status"] == params.status for p in r["presenters"])]
     return _page(rows, params.limit, params.offset)
 
 
-def _issued_fingerprints(settings: Settings) -> set[str]:
+def _issued(settings: Settings) -> dict[str, dict[str, Any]]:
+    """This PKI's certificates by SHA-256 (``api.pki.observed.issued_index``); none without a PKI."""
     if settings.pki_dir is None:
-        return set()
-    from api.pki.ca import DATABASE
+        return {}
+    from api.pki.ca import DATABASE, iso, utc_now
+    from api.pki.observed import issued_index
     from api.pki.store import PkiStore
 
     if not (settings.pki_dir / DATABASE).is_file():
-        return set()
+        return {}
     store = PkiStore(settings.pki_dir / DATABASE)
     try:
-        return {row.sha256 for row in store.all()}
+        now = iso(utc_now())
+        return issued_index(row.as_dict(now) for row in store.all())
     finally:
         store.close()

@@ -8,8 +8,9 @@ Where each answer comes from:
 * **validate / replace**: ``parse_policy`` (every problem with its line, refused as 422) then
   ``policy.lint.lint``. A replacement is written next to the file and renamed over it (atomic: a reader
   sees the old or the new file, never half), then swapped into the running sensor's
-  :class:`policy.observer.PolicyObserver` with ``replace_policy`` — the same swap the file watcher of
-  ``policy/reload.py`` makes. An invalid policy is never written, so the old one keeps running.
+  :class:`policy.observer.PolicyObserver` through the runner's file watcher (``policy/reload.py``,
+  ``LiveRunner.reload_policy``), which swaps each version of the file once, whether it or this route
+  saw it first. An invalid policy is never written, so the old one keeps running.
 * **compliance**: ``zonewarden policy check --json`` without re-reading captures. The violations are
   the policy alerts of the store merged as the CLI merges them (``policy.cli.merge_violations``); the
   per-conduit counters exist only in the policy observer of a sensor running in this server, so
@@ -248,14 +249,21 @@ def replace_policy(request: Request, settings: AppSettings, body: PolicyReplace)
     with _REPLACE_LOCK:
         policy, findings = _check(body.yaml, path.name)
         write_atomically(path, body.yaml)
-        observer = _observer(request.app.state.sensor)
+        handle = request.app.state.sensor
+        observer = _observer(handle)
         reloaded = False
-        if observer is not None:
+        reload = getattr(handle, "reload_policy", None)
+        if observer is not None and reload is not None:
+            # The runner's policy watcher (sensor/live.py) loads the file just written, unless its thread
+            # already did: one swap per change, with the asset names and tags zones may use.
+            reloaded = bool(reload())
+        elif observer is not None:
             # The one-assignment swap of PolicyObserver.replace_policy: the packet loop sees the old or
             # the new policy, never a mix. Compiled from the file just written, as the watcher does.
-            observer.replace_policy(load_compiled(path))
-            request.app.state.policy_loaded_at = time.time()
+            observer.replace_policy(load_compiled(path, observer.policy.zones.asset_tags))
             reloaded = True
+        if reloaded:
+            request.app.state.policy_loaded_at = time.time()
         mtime = path.stat().st_mtime
     logger.info("policy %s replaced (sha256 %s), sensor reloaded: %s", path, digest[:16], reloaded)
     return {**_current(request, path, body.yaml, policy, mtime), "reloaded": reloaded, "findings": findings}

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas.common import SEARCH_MAX, PageParams
+from api.schemas.alerts import EdgePolicy
+from api.schemas.common import SEARCH_MAX, PageParams, StrictModel
+from sensor.assets.labels import (
+    MAX_NAME_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS_PER_ASSET,
+    TAG_PATTERN,
+    LabelError,
+    check_name,
+)
 
 Protocol = Literal[
     "modbus",
@@ -32,19 +41,57 @@ class AssetQuery(PageParams):
     protocol: str | None = Field(None, max_length=32, pattern=r"^[a-z0-9_]+$", examples=["modbus"])
     role: str | None = Field(None, max_length=64, pattern=r"^[a-z0-9_]+$", examples=["modbus_server"])
     vendor: str | None = Field(None, max_length=SEARCH_MAX, description="substring of the MAC vendor")
+    tag: str | None = Field(
+        None, max_length=MAX_TAG_CHARS, pattern=TAG_PATTERN, description="only assets people tagged so"
+    )
+
+
+NAME_FIELD_DOC = "the name people gave it when there is one, else the name it announced"
+INFERRED_DOC = "what the device calls itself (identity fields)"
+GIVEN_DOC = "the name people gave it ('' for none)"
+TAGS_DOC = "tags people gave it (policy zones {tag: T} hold it)"
 
 
 class AssetSummary(BaseModel):
     ip: str = Field(examples=["10.10.1.20"])
     mac: str
     vendor: str
-    name: str
+    name: str = Field(description=NAME_FIELD_DOC)
+    inferred_name: str = Field("", description=INFERRED_DOC)
+    given_name: str = Field("", description=GIVEN_DOC)
+    tags: list[str] = Field([], description=TAGS_DOC)
     behind_router: str
     first_seen: float
     last_seen: float
     protocols: list[str]
     roles: list[str]
     zone: str | None = Field(None, description="policy zone, when a policy is loaded")
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS, pattern=TAG_PATTERN, examples=["line1"])]
+
+
+class AssetLabelsPatch(StrictModel):
+    """What people call an asset. A field left out (or null) is kept, so ``{}`` changes nothing;
+    ``name: ""`` clears the name and ``tags`` replaces every tag (``[]`` removes them). Anything else
+    in the body is refused (422)."""
+
+    name: str | None = Field(
+        None, max_length=MAX_NAME_CHARS, description=GIVEN_DOC, examples=["Line 1 filler PLC"]
+    )
+    tags: list[Tag] | None = Field(
+        None, max_length=MAX_TAGS_PER_ASSET, description=TAGS_DOC, examples=[["line1", "safety"]]
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_name(value)
+        except LabelError as error:
+            raise ValueError(str(error)) from None
 
 
 class Edge(BaseModel):
@@ -60,6 +107,9 @@ class Edge(BaseModel):
     first_seen: float
     last_seen: float
     operations: dict[str, list[str]] = Field(description="operations seen, by kind (e.g. modbus function)")
+    policy: EdgePolicy | None = Field(
+        None, description="policy alerts raised on this communication (client, server, protocol, port)"
+    )
 
 
 class AssetDetail(BaseModel):
@@ -71,7 +121,12 @@ class AssetDetail(BaseModel):
     ip: str
     mac: str
     vendor: str
-    name: str
+    name: str = Field(description=NAME_FIELD_DOC)
+    inferred_name: str = Field("", description=INFERRED_DOC)
+    given_name: str = Field("", description=GIVEN_DOC)
+    tags: list[str] = Field([], description=TAGS_DOC)
+    labels_updated_at: float | None = Field(None, description="when people last changed the name or tags")
+    labels_updated_by: str | None = Field(None, description="who last changed them")
     behind_router: str
     roles: dict[str, str] = Field(description="role -> why it was inferred")
     protocols: list[str] = []
@@ -95,49 +150,3 @@ class GraphQuery(BaseModel):
     ip: str | None = IP_FILTER
     protocol: str | None = Field(None, max_length=32, pattern=r"^[a-z0-9_]+$")
     zone: str | None = Field(None, max_length=100, description="keep edges touching this zone")
-
-
-class ObservedCertificate(BaseModel):
-    sha256: str
-    subject: str
-    issuer: str
-    not_after: str | None
-    self_signed: bool
-    san_dns: list[str]
-    san_ips: list[str]
-    san_uris: list[str]
-    sources: list[str] = Field(description="where it was seen (tls.server, opcua.opn, ...)")
-    assets: list[str] = Field(description="assets that presented it")
-    issued_here: bool = Field(description="issued by this server's CA")
-
-
-class ObservedQuery(PageParams):
-    q: str | None = Field(None, max_length=SEARCH_MAX, description="substring of subject or issuer")
-    ip: str | None = IP_FILTER
-
-
-AlertStatus = Literal["open", "acknowledged", "closed"]
-
-
-class AlertQuery(PageParams):
-    status: AlertStatus | None = None
-    category: str | None = Field(None, max_length=100)
-    rule: str | None = Field(None, max_length=300, examples=["policy:scada-to-control:function_not_allowed"])
-    since: float | None = Field(None, ge=0, le=2**33, description="only alerts last seen at/after (epoch s)")
-
-
-class Alert(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    alert_id: str
-    ts: float
-    last_ts: float
-    rule: str
-    signature: str
-    category: str
-    severity: int
-    signature_id: int
-    status: AlertStatus
-    count: int
-    evidence: Any = None
-    eve: dict[str, Any] = {}

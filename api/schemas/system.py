@@ -6,10 +6,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from api.auth import Role
+
 
 class Health(BaseModel):
     status: Literal["ok"] = Field(examples=["ok"])
     version: str = Field(examples=["0.1.0"])
+
+
+StatusSource = Literal["sensor", "store", "none"]
 
 
 class Drops(BaseModel):
@@ -30,6 +35,13 @@ class Status(BaseModel):
     """Sensor counters (as in the replay summary) and versions."""
 
     sensor: SensorInfo
+    source: StatusSource = Field(
+        description="where the counters come from: the sensor running in this server, the store (saved "
+        "by the last sensor run that wrote to it, e.g. `zonewarden replay --db`), or nowhere (all zero)"
+    )
+    saved_at: float | None = Field(
+        None, description="with source=store: when that run last saved them (epoch s, wall clock)"
+    )
     packets: int = Field(ge=0, examples=[58])
     bytes: int = Field(ge=0)
     flows: int = Field(ge=0)
@@ -42,3 +54,17 @@ class Status(BaseModel):
     )
     alerts: dict[str, Any] = Field(description="alerts raised, by category and by rule")
     versions: dict[str, str] = Field(examples=[{"zonewarden": "0.1.0", "python": "3.11.2"}])
+
+
+class Me(BaseModel):
+    """The caller, as its token says."""
+
+    role: Role
+    token_id: str = Field(description="the token's id (12 hex digits, shown in the token list)")
+    token_prefix: str = Field(
+        description="how the token starts (the rest is secret)", examples=["zw_0123456789ab_"]
+    )
+    token_name: str
+    permissions: list[str] = Field(
+        description="what the role may do (see the role table)", examples=[["alerts:write", "read"]]
+    )

@@ -4,6 +4,7 @@ import "./style.css";
 import { ApiError, clearToken, getToken, setToken, setUnauthorizedHandler } from "./api";
 import { errorBox, h, replace } from "./dom";
 import { startAlertStream, stopAlertStream, onStreamState } from "./live";
+import { forgetMe, whoAmI } from "./session";
 import { currentRoute, type PageRenderer } from "./router";
 import { renderOverview } from "./pages/overview";
 import { renderMap } from "./pages/map";
@@ -35,6 +36,7 @@ let pageAbort: AbortController | null = null;
 
 function signIn(message = ""): void {
   stopAlertStream();
+  forgetMe();
   pageAbort?.abort();
   const input = h("input", {
     id: "token",
@@ -113,12 +115,19 @@ function buildShell(): { main: HTMLElement; nav: HTMLElement; live: HTMLElement 
     ),
   );
   const live = h("span", { class: "live", id: "live-state", title: "alert stream" }, "○ offline");
+  const whoBadge = h("span", { class: "muted small", id: "whoami" });
   const header = h(
     "header",
     { class: "topbar" },
     h("div", { class: "crumbs", id: "crumbs" }),
-    h("div", { class: "topbar-right" }, live, h("button", { id: "signout", onclick: signOut }, "Sign out")),
+    h("div", { class: "topbar-right" }, whoBadge, live, h("button", { id: "signout", onclick: signOut }, "Sign out")),
   );
+  void whoAmI().then((me) => {
+    if (!me) return;
+    whoBadge.textContent = `${me.role} · ${me.token_name}`;
+    whoBadge.title = `token ${me.token_prefix}… may: ${me.permissions.join(", ")}`;
+    whoBadge.setAttribute("data-role", me.role);
+  });
   const main = h("main", { id: "page" });
   replace(app, h("div", { class: "layout" }, nav, h("div", { class: "content" }, header, main)));
   return { main, nav, live };

@@ -4,6 +4,10 @@
   MAC and vendor, name, roles, protocols), most recently seen first.
 * ``zonewarden assets show IP [--db PATH] [--json]``: identity, roles with the reason for each,
   register map per unit, OPC UA nodes, MQTT topic tree, certificates and edges.
+* ``zonewarden assets tag IP [--name NAME] [--tag TAG ...] [--db PATH]``: give an address a name and
+  tags (``sensor/assets/labels.py``); policy zones written ``{tag: TAG}`` or ``{asset: NAME}`` hold it
+  from its first packet. The address need not have been seen yet.
+* ``zonewarden assets untag IP [--name] [--tag TAG ...] [--all] [--db PATH]``: take them away.
 * ``zonewarden graph export --format graphml|json|dot|svg|png [--db PATH] [--out FILE]``.
 
 ``--db`` defaults to :func:`sensor.store.sqlite.default_db_path` (``$ZONEWARDEN_DATA``).
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,19 +43,20 @@ def cmd_assets(args: argparse.Namespace) -> int:
         return cmd_assets_show(args)
     store = _open(args)
     try:
-        rows = store.list_assets(role=args.role, protocol=args.protocol, limit=args.limit)
+        rows = store.list_assets(role=args.role, protocol=args.protocol, tag=args.tag, limit=args.limit)
     finally:
         store.close()
     if args.json:
         _print_json(rows)
         return EXIT_OK
-    header = f"{'IP':<40} {'MAC':<17} {'VENDOR':<24} {'NAME':<28} ROLES / PROTOCOLS"
+    header = f"{'IP':<40} {'MAC':<17} {'VENDOR':<24} {'NAME':<28} ROLES / PROTOCOLS [TAGS]"
     print(header)
     for r in rows:
         vendor = r["vendor"] or ("(router " + r["behind_router"] + ")" if r["behind_router"] else "")
+        tags = f" [{','.join(r['tags'])}]" if r["tags"] else ""
         print(
             f"{r['ip']:<40} {r['mac'] or '-':<17} {vendor[:24]:<24} {r['name'][:28]:<28} "
-            f"{','.join(r['roles']) or '-'} / {','.join(r['protocols']) or '-'}"
+            f"{','.join(r['roles']) or '-'} / {','.join(r['protocols']) or '-'}{tags}"
         )
     print(f"{len(rows)} asset(s)")
     return EXIT_OK
@@ -93,6 +99,13 @@ def cmd_assets_show(args: argparse.Namespace) -> int:
         _print_json(asset)
         return EXIT_OK
     print(f"{asset['ip']}  {asset['name']}")
+    if asset["given_name"] or asset["tags"]:
+        print(
+            f"  given name {asset['given_name'] or '-'}; tags {', '.join(asset['tags']) or '-'}"
+            f" (by {asset['labels_updated_by'] or '?'})"
+        )
+    if asset["given_name"] and asset["inferred_name"] and asset["inferred_name"] != asset["given_name"]:
+        print(f"  calls itself {asset['inferred_name']}")
     print(f"  MAC {asset['mac'] or '-'}  vendor {asset['vendor'] or '-'}", end="")
     print(f"  behind router {asset['behind_router']}" if asset["behind_router"] else "")
     seen = f"{asset['first_seen']:.3f} .. {asset['last_seen']:.3f}"
@@ -135,6 +148,64 @@ def cmd_assets_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return f"cli:uid{os.getuid()}"
+
+
+def _change_labels(args: argparse.Namespace, **change: Any) -> int:
+    """Apply one label change with a writable store, audit it, print the result."""
+    from sensor.store.sqlite import Store, default_db_path
+
+    actor = _actor()
+    store = Store(Path(args.db) if args.db else default_db_path())
+    try:
+        labels = store.update_labels(args.ip, by=actor, **change)
+        _audit(store, actor, labels.ip, labels.to_record())
+    finally:
+        store.close()
+    if args.json:
+        _print_json(labels.to_record())
+        return EXIT_OK
+    seen = "" if _known(args, labels.ip) else " (not seen yet: applies from its first packet)"
+    print(f"{labels.ip}: name {labels.name or '-'}; tags {', '.join(labels.tags) or '-'}{seen}")
+    return EXIT_OK
+
+
+def _known(args: argparse.Namespace, ip: str) -> bool:
+    store = _open(args)
+    try:
+        return store.get_asset(ip) is not None
+    finally:
+        store.close()
+
+
+def _audit(store: Any, actor: str, ip: str, record: dict[str, Any]) -> None:
+    """The API's hash-chained audit log, in the same file: a change from the CLI is on record too."""
+    from api.audit import AuditLog
+
+    detail = json.dumps({"name": record["name"], "tags": record["tags"]}, ensure_ascii=False)
+    AuditLog(store.conn).append(actor, "assets.labels", f"asset:{ip}", f"ok: {detail}"[:1024])
+
+
+def cmd_assets_tag(args: argparse.Namespace) -> int:
+    if args.name is None and not args.tags:
+        raise UserError("give --name NAME and/or --tag TAG")
+    return _change_labels(args, name=args.name, add_tags=args.tags or ())
+
+
+def cmd_assets_untag(args: argparse.Namespace) -> int:
+    if args.all:
+        return _change_labels(args, name="", tags=())
+    if not args.name and not args.tags:
+        raise UserError("give --name, --tag TAG or --all")
+    return _change_labels(args, name="" if args.name else None, remove_tags=args.tags or ())
+
+
 def cmd_graph_export(args: argparse.Namespace) -> int:
     from sensor.assets.export import export_graph, write_export
 
@@ -161,6 +232,7 @@ def register(sub: Any) -> None:
     a.add_argument("--json", action="store_true", help="JSON output")
     a.add_argument("--role", help="only assets with this role (e.g. modbus_server)")
     a.add_argument("--protocol", help="only assets speaking this protocol (e.g. opcua)")
+    a.add_argument("--tag", help="only assets people tagged TAG (zonewarden assets tag)")
     a.add_argument("--limit", type=int, default=10_000)
     a.set_defaults(func=cmd_assets)
     asub = a.add_subparsers(dest="assets_command")
@@ -169,6 +241,29 @@ def register(sub: Any) -> None:
     show.add_argument("--db", metavar="PATH", help="store file")
     show.add_argument("--json", action="store_true", help="JSON output")
     show.set_defaults(func=cmd_assets_show)
+    tag = asub.add_parser(
+        "tag",
+        help="give an address a name and tags (policy zones {tag: T} / {asset: NAME} hold it)",
+        description="Give an address a name and tags. They are kept in the store, apart from what the "
+        "inventory infers, and a policy zone written {tag: T} or {asset: NAME} holds the address from "
+        "its first packet. The address need not have been seen yet. Tags are added to those it has.",
+    )
+    tag.add_argument("ip")
+    tag.add_argument("--name", help="the name people use for it ('' clears it)")
+    tag.add_argument("--tag", dest="tags", action="append", metavar="TAG", help="add a tag (repeat for more)")
+    tag.add_argument("--db", metavar="PATH", help="store file")
+    tag.add_argument("--json", action="store_true", help="JSON output")
+    tag.set_defaults(func=cmd_assets_tag)
+    untag = asub.add_parser("untag", help="take an address's name or tags away")
+    untag.add_argument("ip")
+    untag.add_argument("--name", action="store_true", help="clear the name")
+    untag.add_argument(
+        "--tag", dest="tags", action="append", metavar="TAG", help="remove a tag (repeat for more)"
+    )
+    untag.add_argument("--all", action="store_true", help="clear the name and every tag")
+    untag.add_argument("--db", metavar="PATH", help="store file")
+    untag.add_argument("--json", action="store_true", help="JSON output")
+    untag.set_defaults(func=cmd_assets_untag)
 
     g = sub.add_parser("graph", help="the communication graph")
     gsub = g.add_subparsers(dest="graph_command", required=True)

@@ -418,6 +418,18 @@ class AnomalyObserver:
             )
         )
 
+    def tick(self, now: float) -> None:
+        """Packet time ``now`` on a live sensor between events (the periodic flush of sensor/live.py):
+        a learning window that has passed ends, aggregates whose window has passed are published.
+        Nothing is saved: the baseline is saved by :meth:`flush` at the end."""
+        if now <= self.now:
+            now = self.now
+        if self.learning:
+            if self.learn_until is not None and now >= self.learn_until:
+                self.stop_learning(self.learn_until)
+        elif self.pending:
+            self._expire(now)
+
     def flush(self, now: float) -> None:
         """End of input (or a periodic flush of a live sensor): publish what is pending, save."""
         now = max(now, self.now)

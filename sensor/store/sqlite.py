@@ -35,8 +35,18 @@ from typing import Any, Final
 
 from sensor.assets.graph import CommunicationGraph, EdgeStats, edge_id
 from sensor.assets.inventory import Asset, Inventory, MacInfo, asset_name
+from sensor.assets.labels import (
+    MAX_LABELLED_ASSETS,
+    AssetLabels,
+    LabelError,
+    check_address,
+    check_name,
+    check_tags,
+)
 from sensor.errors import UserError
 from sensor.records import Alert
+from sensor.store.alert_filter import AlertFilter
+from sensor.store.summary_counters import PREFIX as SUMMARY_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +55,8 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 ALERT_STATUSES: Final = ("open", "acknowledged", "closed")
 IN_CHUNK: Final = 500  # ids per "IN (...)" query (SQLite's default limit is 999 parameters)
 DEFAULT_REMEMBERED_FLOWS: Final = 2_000_000
+LABELS_SCHEMA_VERSION: Final = 2  # migrations/0002_asset_labels.sql
+ALERT_SEQ_SCHEMA_VERSION: Final = 3  # migrations/0003_alert_sequence.sql
 
 
 def default_db_path() -> Path:
@@ -100,7 +112,9 @@ class Store:
                     log.warning("%s: journal mode is %s, not WAL", self.path, mode)
                 self.conn.execute("PRAGMA synchronous = NORMAL")
                 self.migrate()
-            self.schema_version()
+            # a read-only look at a file an older version wrote (before migration 2) has no labels
+            self.has_labels = self.schema_version() >= LABELS_SCHEMA_VERSION
+            self.has_alert_seq = self.schema_version() >= ALERT_SEQ_SCHEMA_VERSION
         except sqlite3.DatabaseError as error:
             raise UserError(f"{self.path}: not a zonewarden database ({error})") from error
         self.pending_alerts: dict[str, Alert] = {}
@@ -180,6 +194,7 @@ class Store:
         graph: CommunicationGraph,
         absorbed: Sequence[tuple[int, str, float]] = (),
         counters: dict[str, int] | None = None,
+        summary: dict[str, int] | None = None,
     ) -> None:
         """Write every change since the last save in one transaction, then clear the dirty sets."""
         from sensor.assets.roles import infer_roles
@@ -277,6 +292,9 @@ class Store:
                 absorbed,
             )
             self._save_alerts(alerts)
+            if summary is not None:  # the run's summary counters, replaced as a whole (summary_counters.py)
+                c.execute("DELETE FROM counters WHERE name LIKE ?", (f"{SUMMARY_PREFIX}/%",))
+                counters = {**(counters or {}), **summary}
             for name, value in (counters or {}).items():
                 c.execute(
                     "INSERT INTO counters (name, value) VALUES (?, ?)"
@@ -308,7 +326,9 @@ class Store:
                 for r in self.conn.execute(f"SELECT alert_id FROM alerts WHERE alert_id IN ({marks})", chunk)
             )
         rows = []
+        seq = self.last_alert_seq()
         for a in alerts:
+            seq += 1
             src, sport, dst, dport = a.flow.endpoints(a.to_server) if a.flow else ("", 0, "", 0)
             rows.append(
                 (
@@ -334,18 +354,22 @@ class Store:
                     _json(a.evidence),
                     a.count,
                     _json(eve_record(a)),
+                    seq,
                 )
             )
         self.conn.executemany(
             "INSERT INTO alerts (alert_id, ts, last_ts, rule, signature, category, severity, signature_id,"
             " rev, app_proto, flow_id, src_ip, src_port, dest_ip, dest_port, src_zone, dest_zone, conduit,"
-            " mitre, evidence, count, eve)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " mitre, evidence, count, eve, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (alert_id) DO UPDATE SET"
             " count = CASE WHEN excluded.count > alerts.count THEN excluded.count ELSE alerts.count END,"
             " last_ts = CASE WHEN excluded.last_ts > alerts.last_ts"
             " THEN excluded.last_ts ELSE alerts.last_ts END,"
-            " evidence = excluded.evidence, eve = excluded.eve",
+            " evidence = excluded.evidence, eve = excluded.eve,"
+            # a new number only when the alert moved on (a replay of the same capture changes nothing)
+            " seq = CASE WHEN excluded.count > alerts.count OR excluded.last_ts > alerts.last_ts"
+            " THEN excluded.seq ELSE alerts.seq END",
             rows,
         )
         self.alerts_inserted += len(set(ids) - existing)
@@ -385,6 +409,124 @@ class Store:
     def counters(self) -> dict[str, int]:
         return {r[0]: int(r[1]) for r in self.conn.execute("SELECT name, value FROM counters ORDER BY name")}
 
+    # --- names and tags people give assets (sensor/assets/labels.py) --------------------------
+
+    def labels_revision(self) -> int:
+        """Moves with every label change (one row: a running sensor polls it at each commit)."""
+        if not self.has_labels:
+            return 0
+        row = self.conn.execute("SELECT value FROM counters WHERE name = 'labels.revision'").fetchone()
+        return int(row[0]) if row else 0
+
+    def load_labels(self) -> dict[str, AssetLabels]:
+        """Every labelled address (bounded by ``MAX_LABELLED_ASSETS``)."""
+        if not self.has_labels:
+            return {}
+        tags: dict[str, list[str]] = {}
+        for ip, tag in self.conn.execute("SELECT ip, tag FROM asset_label_tags ORDER BY ip, tag"):
+            tags.setdefault(ip, []).append(tag)
+        return {
+            r[0]: AssetLabels(r[0], r[1], tuple(tags.get(r[0], ())), float(r[2]), r[3])
+            for r in self.conn.execute("SELECT ip, name, updated_at, updated_by FROM asset_labels")
+        }
+
+    def zone_labels_key(self) -> tuple[int, int, float]:
+        """Changes whenever :meth:`zone_labels` may have changed (cheap: readers cache on it)."""
+        count, newest = self.conn.execute("SELECT COUNT(*), MAX(last_seen) FROM assets").fetchone()
+        return self.labels_revision(), int(count), float(newest or 0.0)
+
+    def zone_labels(self) -> dict[str, set[str]]:
+        """What a policy zone ``{asset: NAME}`` / ``{tag: TAG}`` may match, per address, as stored:
+        the names and tags people gave, and the inventory's name, vendor and roles (the running
+        sensor adds every identity value, see ``InventoryObserver.labels``)."""
+        out: dict[str, set[str]] = {}
+        for ip, name, vendor, roles in self.conn.execute("SELECT ip, name, vendor, roles FROM assets"):
+            out[ip] = {v for v in (name, vendor, *str(roles or "").split()) if v}
+        for ip, given in self.load_labels().items():
+            out.setdefault(ip, set()).update(v for v in (given.name, *given.tags) if v)
+        return out
+
+    def get_labels(self, ip: str) -> AssetLabels | None:
+        if not self.has_labels:
+            return None
+        row = self.conn.execute(
+            "SELECT ip, name, updated_at, updated_by FROM asset_labels WHERE ip = ?", (ip,)
+        ).fetchone()
+        if row is None:
+            return None
+        rows = self.conn.execute("SELECT tag FROM asset_label_tags WHERE ip = ? ORDER BY tag", (ip,))
+        tags = tuple(r[0] for r in rows)
+        return AssetLabels(row[0], row[1], tags, float(row[2]), row[3])
+
+    def _tags_of(self, ips: Sequence[str]) -> dict[str, list[str]]:
+        if not self.has_labels:
+            return {}
+        out: dict[str, list[str]] = {}
+        for i in range(0, len(ips), IN_CHUNK):
+            chunk = ips[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for ip, tag in self.conn.execute(
+                f"SELECT ip, tag FROM asset_label_tags WHERE ip IN ({marks}) ORDER BY tag", chunk
+            ):
+                out.setdefault(ip, []).append(tag)
+        return out
+
+    def update_labels(
+        self,
+        ip: str,
+        *,
+        by: str,
+        name: str | None = None,
+        tags: Iterable[str] | None = None,
+        add_tags: Iterable[str] = (),
+        remove_tags: Iterable[str] = (),
+        at: float | None = None,
+    ) -> AssetLabels:
+        """Change what people call ``ip``: ``name`` (None keeps it, "" clears it); ``tags`` replaces the
+        tags, ``add_tags``/``remove_tags`` edit them. Validated (LabelError); one durable transaction
+        that also bumps ``labels.revision``. Labels left empty delete the row."""
+        address = check_address(ip)
+        new_name = None if name is None else check_name(name)
+        replace = None if tags is None else check_tags(tags)
+        added = check_tags(add_tags)
+        removed = set(remove_tags)
+        when = time.time() if at is None else at
+        self.conn.execute("PRAGMA synchronous = FULL")
+        with self._transaction(immediate=True):
+            current = self.get_labels(address)
+            if current is None and self._count_labelled() >= MAX_LABELLED_ASSETS:
+                raise LabelError(f"at most {MAX_LABELLED_ASSETS} addresses can be labelled")
+            base = current or AssetLabels(address)
+            final_tags = set(base.tags if replace is None else replace)
+            final_tags = (final_tags | set(added)) - removed
+            labels = AssetLabels(
+                address,
+                base.name if new_name is None else new_name,
+                check_tags(final_tags),
+                when,
+                by[:200],
+            )
+            c = self.conn
+            c.execute("DELETE FROM asset_label_tags WHERE ip = ?", (address,))
+            if labels.empty:
+                c.execute("DELETE FROM asset_labels WHERE ip = ?", (address,))
+            else:
+                c.execute(
+                    "INSERT INTO asset_labels (ip, name, updated_at, updated_by) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (ip) DO UPDATE SET name = excluded.name,"
+                    " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                    (address, labels.name, labels.updated_at, labels.updated_by),
+                )
+                c.executemany(
+                    "INSERT INTO asset_label_tags (ip, tag) VALUES (?, ?)",
+                    [(address, t) for t in labels.tags],
+                )
+            c.execute("UPDATE counters SET value = value + 1 WHERE name = 'labels.revision'")
+        return labels
+
+    def _count_labelled(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM asset_labels").fetchone()[0])
+
     # --- the reader API (CLI, web API) --------------------------------------------------------
 
     def list_assets(
@@ -394,12 +536,17 @@ class Store:
         protocol: str | None = None,
         vendor: str | None = None,
         ip_prefix: str | None = None,
+        tag: str | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Assets (summary columns), most recently seen first, filtered by role / protocol / vendor
-        substring / IP prefix."""
+        substring / IP prefix / tag. ``name`` is the name people gave the asset when there is one, else
+        the inferred one (``inferred_name``); ``given_name`` and ``tags`` are the labels."""
         where, args = [], []
+        if tag:
+            where.append("ip IN (SELECT ip FROM asset_label_tags WHERE tag = ?)")
+            args.append(tag)
         if role:
             where.append("ip IN (SELECT ip FROM asset_roles WHERE role = ?)")
             args.append(role)
@@ -417,7 +564,7 @@ class Store:
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY last_seen DESC, ip LIMIT ? OFFSET ?"
         )
-        return [
+        rows = [
             {
                 "ip": r[0],
                 "mac": r[1],
@@ -431,6 +578,24 @@ class Store:
             }
             for r in self.conn.execute(sql, (*args, limit, offset))
         ]
+        return self._with_labels(rows)
+
+    def _with_labels(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ips = [r["ip"] for r in rows]
+        names: dict[str, str] = {}
+        for i in range(0, len(ips) if self.has_labels else 0, IN_CHUNK):
+            chunk = ips[i : i + IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found = self.conn.execute(f"SELECT ip, name FROM asset_labels WHERE ip IN ({marks})", chunk)
+            names.update((str(ip), str(name)) for ip, name in found)
+        tags = self._tags_of(ips)
+        for r in rows:
+            given = names.get(r["ip"], "")
+            r["inferred_name"] = r["name"]
+            r["given_name"] = given
+            r["name"] = given or r["name"]
+            r["tags"] = tags.get(r["ip"], [])
+        return rows
 
     def count_assets(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM assets").fetchone()[0])
@@ -449,11 +614,17 @@ class Store:
                 "SELECT role, reason FROM asset_roles WHERE ip = ? ORDER BY role", (ip,)
             )
         }
+        labels = self.get_labels(ip) or AssetLabels(ip)
         return {
             "ip": row[0],
             "mac": row[1],
             "vendor": row[2],
-            "name": row[3],
+            "name": labels.name or row[3],
+            "inferred_name": row[3],
+            "given_name": labels.name,
+            "tags": list(labels.tags),
+            "labels_updated_at": labels.updated_at or None,
+            "labels_updated_by": labels.updated_by or None,
             "behind_router": row[4],
             "roles": roles,
             **{k: v for k, v in detail.items() if k != "ip"},
@@ -470,6 +641,61 @@ class Store:
             args.append(protocol)
         sql = _EDGE_SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY edge_id"
         return [self._edge_dict(r) for r in self.conn.execute(sql, args)]
+
+    def list_edges_with_policy(
+        self, *, ip: str | None = None, protocol: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Edges as :meth:`list_edges`, each with ``policy``: the policy alerts raised on that
+        communication (same client, server, protocol and server port), by conduit and rule.
+
+        One query: the policy alerts grouped by (client, server, protocol, port, conduit, rule) joined to
+        the edges; an edge with several groups comes back as several rows, merged here.
+        ``policy.status``: ``violation`` (an alert not closed), ``closed`` (every alert closed) or
+        ``none``. (Policy alerts aggregate per rule and host pair, so an alert names the protocol and
+        port of the first operation it counted.)
+        """
+        where, args = [], []
+        if ip:
+            where.append("(e.client_ip = ? OR e.server_ip = ?)")
+            args += [ip, ip]
+        if protocol:
+            where.append("e.protocol = ?")
+            args.append(protocol)
+        sql = (
+            "SELECT e.edge_id, e.client_ip, e.server_ip, e.protocol, e.port, e.transport, e.packets, e.bytes,"
+            " e.flows, e.first_seen, e.last_seen, e.operations,"
+            " p.conduit, p.rule, p.alerts, p.hits, p.still_open, p.last_ts FROM edges e LEFT JOIN ("
+            "SELECT src_ip, dest_ip, app_proto, dest_port, conduit, rule, COUNT(*) AS alerts,"
+            " SUM(count) AS hits, SUM(CASE WHEN status = 'closed' THEN 0 ELSE 1 END) AS still_open,"
+            " MAX(last_ts) AS last_ts FROM alerts WHERE category = 'policy'"
+            " GROUP BY src_ip, dest_ip, app_proto, dest_port, conduit, rule) p"
+            " ON p.src_ip = e.client_ip AND p.dest_ip = e.server_ip AND p.app_proto = e.protocol"
+            " AND p.dest_port = e.port"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY e.edge_id, p.conduit, p.rule"
+        )
+        out: list[dict[str, Any]] = []
+        for r in self.conn.execute(sql, args):
+            if not out or out[-1]["id"] != r[0]:
+                out.append({**self._edge_dict(r[:12]), "policy": {"status": "none", "alerts": []}})
+            if r[13] is None:  # no policy alert on this edge
+                continue
+            policy = out[-1]["policy"]
+            policy["alerts"].append(
+                {
+                    "conduit": r[12],
+                    "rule": r[13],
+                    "alerts": int(r[14]),
+                    "count": int(r[15] or 0),
+                    "open": int(r[16] or 0),
+                    "last_ts": float(r[17]),
+                }
+            )
+            if int(r[16] or 0):
+                policy["status"] = "violation"
+            elif policy["status"] == "none":
+                policy["status"] = "closed"
+        return out
 
     def count_edges(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM edges").fetchone()[0])
@@ -501,6 +727,7 @@ class Store:
 
     def list_alerts(
         self,
+        selection: AlertFilter | None = None,
         *,
         status: str | None = None,
         category: str | None = None,
@@ -508,31 +735,40 @@ class Store:
         since: float | None = None,
         limit: int = 100,
         offset: int = 0,
+        oldest_change_first: bool = False,
     ) -> list[dict[str, Any]]:
-        where: list[str] = []
-        args: list[Any] = []
-        for column, value in (("status", status), ("category", category), ("rule", rule)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if since is not None:
-            where.append("last_ts >= ?")
-            args.append(since)
-        sql = (
-            f"SELECT {_ALERT_COLUMNS} FROM alerts"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY ts DESC, alert_id LIMIT ? OFFSET ?"
-        )
+        """Alerts matching ``selection`` (or the keyword filters), newest first by packet time, or in
+        the store's insertion order with ``oldest_change_first`` (what the alert stream follows)."""
+        if selection is None:
+            selection = AlertFilter(status=status, category=category, rule=rule, since=since)
+        where, args = self._alert_where(selection)
+        order = " ORDER BY seq, alert_id" if oldest_change_first else " ORDER BY ts DESC, alert_id"
+        sql = f"SELECT {self._alert_columns()} FROM alerts{where}{order} LIMIT ? OFFSET ?"
         return [self._alert_dict(r) for r in self.conn.execute(sql, (*args, limit, offset))]
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", (alert_id,)
+            f"SELECT {self._alert_columns()} FROM alerts WHERE alert_id = ?", (alert_id,)
         ).fetchone()
         return self._alert_dict(row) if row else None
 
-    def count_alerts(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
+    def count_alerts(self, selection: AlertFilter | None = None) -> int:
+        where, args = self._alert_where(selection or AlertFilter())
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM alerts{where}", args).fetchone()[0])
+
+    def last_alert_seq(self) -> int:
+        """The newest point of the alerts' insertion order (0: none yet, or a store before version 3)."""
+        if not self.has_alert_seq:
+            return 0
+        return int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM alerts").fetchone()[0])
+
+    def _alert_where(self, selection: AlertFilter) -> tuple[str, list[Any]]:
+        if selection.after_seq is not None and not self.has_alert_seq:
+            raise UserError(f"{self.path}: written by an older version; open it read-write once to upgrade")
+        return selection.where()
+
+    def _alert_columns(self) -> str:
+        return _ALERT_COLUMNS + (", seq" if self.has_alert_seq else ", 0")
 
     def ack_alert(self, alert_id: str, by: str, at: float | None = None, note: str | None = None) -> bool:
         """Mark an open alert acknowledged; False when there is no such alert or it is closed."""
@@ -549,8 +785,10 @@ class Store:
         marks = ",".join("?" * len(tuple(allowed)))
         self.conn.execute("PRAGMA synchronous = FULL")
         with self._transaction(immediate=True):
+            # a triage change is a change of the alert: the stream sends it again (a new sequence number)
             cur = self.conn.execute(
-                f"UPDATE alerts SET status = ?, {prefix}_at = ?, {prefix}_by = ?, note = COALESCE(?, note)"
+                f"UPDATE alerts SET status = ?, {prefix}_at = ?, {prefix}_by = ?, note = COALESCE(?, note),"
+                " seq = (SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts)"
                 f" WHERE alert_id = ? AND status IN ({marks})",
                 (status, when, by, note, alert_id, *allowed),
             )
@@ -558,8 +796,7 @@ class Store:
 
     @staticmethod
     def _alert_dict(r: Sequence[Any]) -> dict[str, Any]:
-        keys = _ALERT_COLUMNS.split(", ")
-        out = dict(zip(keys, r, strict=True))
+        out = dict(zip(_ALERT_KEYS, r, strict=True))
         out["evidence"] = json.loads(out["evidence"])
         out["eve"] = json.loads(out["eve"])
         out["mitre"] = out["mitre"].split()
@@ -575,3 +812,4 @@ _ALERT_COLUMNS: Final = (
     "src_ip, src_port, dest_ip, dest_port, src_zone, dest_zone, conduit, mitre, evidence, count, status, "
     "acked_at, acked_by, closed_at, closed_by, note, eve"
 )
+_ALERT_KEYS: Final = (*_ALERT_COLUMNS.split(", "), "seq")

@@ -13,8 +13,8 @@ from zw_api_env import ApiEnv
 from zw_api_running import running_env
 from zw_paths import PCAPS
 
-from api.serve import SensorRunner
 from policy.cli import run_check
+from sensor.live import LiveRunner
 
 LOOPBACK = """\
 version: 1
@@ -46,7 +46,7 @@ CAPTURES = ("modbus-pymodbus-polling.pcap", "mqtt-v311-mosquitto.pcap")
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[tuple[ApiEnv, SensorRunner, Path]]:
+def live(tmp_path: Path) -> Iterator[tuple[ApiEnv, LiveRunner, Path]]:
     policy = tmp_path / "policy.yaml"
     policy.write_text(LOOPBACK)
     env, runner = running_env(tmp_path / "zonewarden.db", [PCAPS / n for n in CAPTURES], policy=policy)
@@ -54,7 +54,7 @@ def live(tmp_path: Path) -> Iterator[tuple[ApiEnv, SensorRunner, Path]]:
     env.client.close()
 
 
-def test_current_policy_text_parsed_path_and_load_time(live: tuple[ApiEnv, SensorRunner, Path]) -> None:
+def test_current_policy_text_parsed_path_and_load_time(live: tuple[ApiEnv, LiveRunner, Path]) -> None:
     env, _runner, policy = live
     r = env.client.get("/api/v1/policy", headers=env.auth("viewer"))
     assert r.status_code == 200, r.text
@@ -127,7 +127,7 @@ def test_A5_unknown_fields_and_A6_oversized_policy(env: ApiEnv) -> None:
     assert r.status_code == 413
 
 
-def test_replace_writes_atomically_hot_reloads_and_audits(live: tuple[ApiEnv, SensorRunner, Path]) -> None:
+def test_replace_writes_atomically_hot_reloads_and_audits(live: tuple[ApiEnv, LiveRunner, Path]) -> None:
     env, runner, policy = live
     observer = runner.sensor.policy
     before = observer.policy
@@ -146,7 +146,7 @@ def test_replace_writes_atomically_hot_reloads_and_audits(live: tuple[ApiEnv, Se
     assert "allow polling" in result and who.endswith(":admin")
 
 
-def test_invalid_replacement_keeps_the_old_policy_running(live: tuple[ApiEnv, SensorRunner, Path]) -> None:
+def test_invalid_replacement_keeps_the_old_policy_running(live: tuple[ApiEnv, LiveRunner, Path]) -> None:
     env, runner, policy = live
     before = runner.sensor.policy.policy
     bad = ALLOW_MODBUS.replace("to: loopback", "to: nowhere")
@@ -159,7 +159,7 @@ def test_invalid_replacement_keeps_the_old_policy_running(live: tuple[ApiEnv, Se
 
 
 @pytest.mark.parametrize("role", ["viewer", "analyst", "auditor", "pki-admin"])
-def test_only_admin_replaces_or_learns(live: tuple[ApiEnv, SensorRunner, Path], role: str) -> None:
+def test_only_admin_replaces_or_learns(live: tuple[ApiEnv, LiveRunner, Path], role: str) -> None:
     env, _runner, policy = live
     h = env.auth(role)
     assert env.client.put("/api/v1/policy", headers=h, json={"yaml": ALLOW_MODBUS}).status_code == 403
@@ -167,7 +167,7 @@ def test_only_admin_replaces_or_learns(live: tuple[ApiEnv, SensorRunner, Path], 
     assert policy.read_text() == LOOPBACK
 
 
-def test_compliance_matches_policy_check_json(live: tuple[ApiEnv, SensorRunner, Path]) -> None:
+def test_compliance_matches_policy_check_json(live: tuple[ApiEnv, LiveRunner, Path]) -> None:
     env, _runner, policy = live
     r = env.client.get("/api/v1/policy/compliance", headers=env.auth("viewer"))
     assert r.status_code == 200, r.text
@@ -197,7 +197,7 @@ def test_compliance_without_a_sensor_has_no_invented_counters(
 
 
 def test_learn_proposes_a_policy_the_observed_traffic_satisfies(
-    live: tuple[ApiEnv, SensorRunner, Path], tmp_path: Path
+    live: tuple[ApiEnv, LiveRunner, Path], tmp_path: Path
 ) -> None:
     env, _runner, _policy = live
     r = env.client.post("/api/v1/policy/learn", headers=env.auth("admin"), json={"site": "plant 1"})
@@ -231,7 +231,7 @@ def test_learn_without_a_sensor_is_409_and_never_takes_paths(env: ApiEnv) -> Non
         ("markdown", "text/markdown", "| loopback |"),
     ],
 )
-def test_export_formats(live: tuple[ApiEnv, SensorRunner, Path], fmt: str, media: str, needle: str) -> None:
+def test_export_formats(live: tuple[ApiEnv, LiveRunner, Path], fmt: str, media: str, needle: str) -> None:
     env, _runner, _policy = live
     if fmt == "suricata":
         env.client.put("/api/v1/policy", headers=env.auth("admin"), json={"yaml": ALLOW_MODBUS})
@@ -247,7 +247,7 @@ def test_export_formats(live: tuple[ApiEnv, SensorRunner, Path], fmt: str, media
     )
 
 
-def test_a_policy_file_broken_on_disk_is_409_not_500(live: tuple[ApiEnv, SensorRunner, Path]) -> None:
+def test_a_policy_file_broken_on_disk_is_409_not_500(live: tuple[ApiEnv, LiveRunner, Path]) -> None:
     env, _runner, policy = live
     policy.write_text("version: 1\nzones: [\n")
     r = env.client.get("/api/v1/policy", headers=env.auth("viewer"))

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from zw_api_env import ApiEnv, make_tokens
 
 from api.app import create_app
-from api.serve import SensorRunner
 from api.settings import Settings
 from policy.learn import TrafficCollector
+from sensor.live import LiveRunner
 from sensor.runtime import Sensor, SensorConfig
 
 
@@ -24,13 +24,13 @@ def running_env(
     policy: Path | None = None,
     baseline: Path | None = None,
     **fields: Any,
-) -> tuple[ApiEnv, SensorRunner]:
-    """Replay ``pcaps`` in a SensorRunner (to the end) and build the app around it."""
+) -> tuple[ApiEnv, LiveRunner]:
+    """Replay ``pcaps`` in a LiveRunner (sensor/live.py, to the end) and build the app around it."""
     collector = TrafficCollector()
     sensor = Sensor(
         SensorConfig(db_path=db, policy_path=policy, baseline_path=baseline), extra_sinks=[collector]
     )
-    runner = SensorRunner(sensor, paths=list(pcaps))
+    runner = LiveRunner(sensor, paths=list(pcaps))
     runner.policy_collector = collector
     runner.start()
     assert runner.finished.wait(60), "the replay did not finish"

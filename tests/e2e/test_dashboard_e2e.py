@@ -1,13 +1,11 @@
 """End to end: the dashboard in Debian's Chromium (headless, driven by Playwright) against the real server.
 
-The test builds a small plant from the project's sample captures. Those were recorded on the loopback
-interface, so every packet is 127.0.0.1 <-> 127.0.0.1; ``tcpprep``/``tcprewrite`` (from tcpreplay) give the
-client and the server side of each capture the addresses of a plant: the protocol traffic is the real
-recorded traffic, only the addresses differ. A small zone/conduit policy puts the devices in three zones,
-so the replay raises real policy alerts (Modbus writes and an unencrypted OPC UA session where the
-conduit allows neither). Then, through ``zonewarden replay --db``, ``zonewarden tokens create`` and
-``zonewarden serve`` on 127.0.0.1, the browser signs in, reads the map, opens and acknowledges an alert
-and reads a PLC's register map.
+The test builds the demo plant (``pcaps/generate/demo.py``, what ``make demo`` serves): the project's
+sample captures, recorded on loopback, with plant addresses given to their clients and servers by
+``tcpprep``/``tcprewrite``, a three-zone policy that makes the replay raise real policy alerts (Modbus
+writes and an unencrypted OPC UA session where the conduit allows neither) and a small device CA. Then,
+through ``zonewarden tokens create`` and ``zonewarden serve --replay`` on 127.0.0.1, the browser signs in,
+reads the map, opens and acknowledges an alert, reads a PLC's register map and names and tags it.
 
 Screenshots go to the test's temporary folder; with ``ZW_UPDATE_SCREENSHOTS=1`` they also replace
 ``docs/screenshots/*.png`` (the README shows those).
@@ -29,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from zw_paths import PCAPS, REPO
+from zw_paths import REPO
+
+from pcaps.generate.demo import EWS, HISTORIAN, PLANT, PLC, ZONES, PlantLink, build_demo, rewrite
 
 CHROMIUM = Path("/usr/bin/chromium")
 STATIC_INDEX = REPO / "api" / "static" / "index.html"
@@ -45,111 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Server ports of the sample captures, so tcpprep knows which side of each connection is the server.
-SERVICES = "mbap 502/tcp\nopcua 4840/tcp\nmqtt 1883/tcp\nsecure-mqtt 8883/tcp\n"
-
-
-@dataclass(frozen=True)
-class PlantLink:
-    pcap: str
-    client: str
-    server: str
-
-
-# Who is who in the plant (zones below): the HMI polls the PLC and reads the OPC UA server, the
-# engineering workstation writes to the PLC, line gateways publish telemetry to the DMZ broker.
-HMI, EWS, HISTORIAN = "10.10.2.20", "10.10.2.30", "10.10.2.21"
-PLC, OPCUA_SERVER, GATEWAY1, GATEWAY2 = "10.10.1.10", "10.10.1.30", "10.10.1.40", "10.10.1.41"
-BROKER = "10.10.3.5"
-PLANT = (
-    PlantLink("modbus-pymodbus-polling.pcap", HMI, PLC),
-    PlantLink("modbus-pymodbus-device-id.pcap", HMI, PLC),
-    PlantLink("modbus-pymodbus-writes-exceptions.pcap", EWS, PLC),
-    PlantLink("opcua-asyncua-none.pcap", HMI, OPCUA_SERVER),
-    PlantLink("opcua-asyncua-basic256sha256.pcap", HISTORIAN, OPCUA_SERVER),
-    PlantLink("mqtt-v311-mosquitto.pcap", GATEWAY1, BROKER),
-    PlantLink("mqtt-v5-mosquitto.pcap", GATEWAY2, BROKER),
-    PlantLink("mqtt-tls-mosquitto.pcap", GATEWAY1, BROKER),
-)
 EN_DASH = "\u2013"
-ZONES = {"control": "10.10.1.0/24", "scada": "10.10.2.0/24", "dmz": "10.10.3.0/24"}
-
-POLICY = f"""\
-version: 1
-site: sample-plant
-default: deny
-zones:
-  - id: control
-    name: Control (PLCs, OPC UA server, line gateways)
-    security_level: {{target: 3}}
-    members: [{ZONES["control"]}]
-  - id: scada
-    name: Supervision (HMI, engineering, historian)
-    security_level: {{target: 2}}
-    members: [{ZONES["scada"]}]
-  - id: dmz
-    name: Plant DMZ (MQTT broker)
-    security_level: {{target: 2}}
-    members: [{ZONES["dmz"]}]
-conduits:
-  - id: scada-to-control
-    from: scada
-    to: control
-    allow:
-      - protocol: modbus
-        functions: [read]
-        units: [1, 2]
-      - protocol: opcua
-        min_security_mode: SignAndEncrypt
-  - id: control-to-dmz
-    from: control
-    to: dmz
-    allow:
-      - protocol: mqtt
-        publish: ["plant/#"]
-        subscribe: ["plant/#"]
-"""
-
-
-def mac_of(ip: str) -> str:
-    """A locally administered MAC made from the IP (no vendor is implied)."""
-    return "02:00:" + ":".join(f"{int(octet):02x}" for octet in ip.split("."))
-
-
-def rewrite(link: PlantLink, out: Path) -> Path:
-    """Rewrite one sample capture so its client and server have the plant's addresses and MACs."""
-    services = out / "services"
-    if not services.exists():
-        services.write_text(SERVICES)
-    source = PCAPS / link.pcap
-    cache = out / f"{source.stem}.cache"
-    target = out / f"plant-{link.pcap}"
-    subprocess.run(
-        ["tcpprep", "--port", f"--services={services}", "-i", str(source), "-o", str(cache)],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            "tcprewrite",
-            f"--endpoints={link.client}:{link.server}",
-            f"--cachefile={cache}",
-            f"--enet-smac={mac_of(link.client)},{mac_of(link.server)}",
-            f"--enet-dmac={mac_of(link.server)},{mac_of(link.client)}",
-            "--fixcsum",
-            "-i",
-            str(source),
-            "-o",
-            str(target),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return target
-
-
-def build_plant_captures(out: Path) -> list[Path]:
-    return [rewrite(link, out) for link in PLANT]
 
 
 def free_port() -> int:
@@ -211,76 +106,20 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def make_device_pki(work: Path) -> Path:
-    """A device CA with three certificates for the plant, one of them revoked."""
-    pki = work / "pki"
-    passphrase = work / "ca-passphrase"
-    passphrase.write_text("e2e dashboard passphrase\n")
-    passphrase.chmod(0o600)
-    common = ["--dir", str(pki), "--passphrase-file", str(passphrase)]
-    run_zonewarden(
-        "pki",
-        "init",
-        *common,
-        "--key",
-        "ecdsa-p256",
-        "--name",
-        "Sample plant",
-        "--org",
-        "zonewarden sample plant",
-    )
-    issued = {}
-    for name, profile, subject, sans in (
-        (
-            "opcua",
-            "opcua-app",
-            "CN=opcua-server,O=zonewarden sample plant",
-            ["ip:" + OPCUA_SERVER, "uri:urn:sample-plant:opcua-server"],
-        ),
-        ("broker", "mqtt-broker", "CN=broker,O=zonewarden sample plant", ["ip:" + BROKER]),
-        ("gateway", "mqtt-client", "CN=line1-gateway,O=zonewarden sample plant", []),
-    ):
-        pem = work / f"{name}.pem"
-        run_zonewarden(
-            "pki",
-            "issue",
-            *common,
-            "--profile",
-            profile,
-            "--generate-key",
-            "--key-type",
-            "ecdsa-p256",
-            "--subject",
-            subject,
-            *[f"--san={s}" for s in sans],
-            "--out",
-            str(pem),
-            "--p12-out",
-            str(work / f"{name}.p12"),
-            "--p12-passphrase-file",
-            str(passphrase),
-        )
-        issued[name] = format(x509.load_pem_x509_certificate(pem.read_bytes()).serial_number, "x")
-    run_zonewarden("pki", "revoke", *common, "--serial", issued["gateway"], "--reason", "keyCompromise")
-    return pki
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    for tool in ("tcpprep", "tcprewrite", "editcap"):
+    for tool in ("tcpprep", "tcprewrite"):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} (Debian packages tcpreplay, wireshark-common) is not installed")
+            pytest.skip(f"{tool} (Debian package tcpreplay) is not installed")
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed (make setup installs it)")
     if not STATIC_INDEX.exists():
         pytest.skip("the dashboard is not built (make dashboard)")
     with tempfile.TemporaryDirectory(prefix="zw-dashboard-") as tmp:
         work = Path(tmp)
-        captures = build_plant_captures(work)
-        policy = work / "policy.yaml"
-        policy.write_text(POLICY)
+        demo = build_demo(work)
+        captures, policy, pki = demo.captures, demo.policy, demo.pki_dir
         db = work / "store.db"
-        pki = make_device_pki(work)
         token = last_line(run_zonewarden("tokens", "create", "--role", "analyst", "--db", str(db)).stdout)
         viewer = last_line(run_zonewarden("tokens", "create", "--role", "viewer", "--db", str(db)).stdout)
         port = free_port()
@@ -451,6 +290,7 @@ def test_dashboard_map_shows_the_plant_assets_and_zones(
     historian = [e for e in edges if e["source"] == HISTORIAN]  # its OPC UA session is SignAndEncrypt
     assert [e["policy"] for e in historian] == ["allowed"]
     page.evaluate(f"window.__zwMap.selectEdge({writes[0]['id']!r})")
+    page.wait_for_selector("#map-detail .map-alerts[data-loaded=true]")  # the edge's alerts, from the API
     detail = page.inner_text("#map-detail")
     assert "violation" in detail
     assert "write_single_coil" in detail  # the operations seen, and the alert raised on them
@@ -518,19 +358,9 @@ def test_dashboard_alerts_arrive_live(browser: Browser, server: Server) -> None:
     intruder = PlantLink("modbus-pymodbus-polling.pcap", "10.10.9.9", PLC)
     out = server.workdir / "intruder"
     out.mkdir(exist_ok=True)
-    recorded = rewrite(intruder, out)
-    # As a live sensor would see it: packet time is now (the stream follows alerts by packet time).
-    first = float(
-        subprocess.run(
-            ["capinfos", "-T", "-r", "-a", "-S", str(recorded)], capture_output=True, text=True, check=True
-        ).stdout.split()[-1]
-    )
-    capture = out / "intruder-now.pcap"
-    subprocess.run(
-        ["editcap", "-t", f"{time.time() - first:.6f}", str(recorded), str(capture)],
-        check=True,
-        capture_output=True,
-    )
+    capture = rewrite(intruder, out)
+    # The capture keeps its original packet times (recorded long before this test ran): the stream
+    # follows the store's insertion order, so alerts from a replay of old captures arrive all the same.
     run_zonewarden("replay", str(capture), "--policy", str(server.policy), "--db", str(server.db), "-q")
     page.wait_for_function(
         "document.querySelector('#live-count').innerText.includes('new alert')", timeout=15000
@@ -552,10 +382,22 @@ def test_dashboard_viewer_cannot_acknowledge(browser_context: Any, server: Serve
         page.wait_for_selector("tr[data-status=open] a")
         page.locator("tr[data-status=open] a").first.click()
         page.wait_for_selector("#alert-signature")
-        page.click("button[data-action=acknowledge]")
-        page.wait_for_selector("main .error")
-        assert "may not" in page.inner_text("main .error")
+        # GET /me says a viewer may not triage: the actions are not offered, the page says why.
+        page.wait_for_selector("#read-only")
+        assert "may read alerts" in page.inner_text("#read-only")
+        assert page.locator("button[data-action=acknowledge]").count() == 0
+        assert page.locator("button[data-action=close]").count() == 0
         assert page.inner_text("#alert-status") == "open"
+        assert page.get_attribute("#whoami", "data-role") == "viewer"
+        # The API still refuses it (hiding a button is a courtesy, not the control).
+        refused = page.evaluate(
+            """async (id) => (await fetch(`/api/v1/alerts/${id}/ack`, {method: "POST",
+                headers: {"Content-Type": "application/json",
+                          Authorization: `Bearer ${sessionStorage.getItem("zonewarden.token")}`},
+                body: "{}"})).status""",
+            page.url.split("/alerts/")[1],
+        )
+        assert refused == 403
     finally:
         page.close()
 
@@ -592,3 +434,42 @@ def test_dashboard_other_pages_render_without_errors(
     page.click(f"nav a[data-route={route}]")
     page.wait_for_selector(f".page[data-page={route}]")
     screenshot(page, route, tmp_path)
+
+
+def test_dashboard_asset_names_and_tags_can_be_edited(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    """An analyst names and tags the PLC on its page; the API has them, the assets table filters by tag."""
+    page = browser.page
+    page.goto(f"{server.url}/#/assets/{PLC}")
+    page.wait_for_selector("#labels form")
+    page.fill("#labels input[name=given-name]", "Line 1 filler PLC")
+    page.fill("#labels input[name=tags]", "bad tag!")
+    page.click("#labels button[data-action=save-labels]")
+    page.wait_for_selector("#labels-message .error")
+    assert api_get(server, f"/assets/{PLC}")["tags"] == []  # refused before it reached the API
+    page.fill("#labels input[name=tags]", "line1 safety")
+    page.click("#labels button[data-action=save-labels]")
+    page.wait_for_selector("#labels-message .notice")
+    saved = api_get(server, f"/assets/{PLC}")
+    assert saved["given_name"] == "Line 1 filler PLC" and saved["tags"] == ["line1", "safety"]
+    assert "Line 1 filler PLC" in page.inner_text("#asset-name")
+    screenshot(page, "asset-labels", tmp_path)
+    page.click("#asset-labels a[data-tag=safety]")
+    page.wait_for_function("document.querySelectorAll('tr[data-ip]').length === 1")
+    assert page.locator(f"tr[data-ip='{PLC}']").count() == 1
+
+
+def test_dashboard_viewer_sees_tags_but_no_editor(browser_context: Any, server: Server) -> None:
+    page = browser_context.new_page()
+    try:
+        page.goto(f"{server.url}/")
+        page.evaluate("sessionStorage.clear()")
+        page.reload()
+        sign_in(page, server.viewer_token)
+        page.goto(f"{server.url}/#/assets/{PLC}")
+        page.wait_for_selector("#labels")
+        assert page.locator("#labels form").count() == 0
+        assert "may look at names and tags" in page.inner_text("#labels")
+    finally:
+        page.close()

@@ -217,3 +217,17 @@ def assets_identity_conflict(out: Path) -> None:
         c.handshake().send(True, _mqtt_connect(f"sensor-{n}")).send(False, b"\x20\x02\x00\x00").close()
         convs.append(c)
     _write(out, *convs)
+
+
+def labels_tagged_plant(out: Path) -> None:
+    """An HMI polls a PLC and writes one register; an untagged laptop reads once. Every address is
+    outside any CIDR a policy names: only the tags people gave them (``assets tag``) can zone them."""
+    hmi = Conversation("10.30.0.10", "10.30.1.20", 50500, 502).handshake()
+    for tid in range(1, 6):
+        hmi.send(True, read_holding(tid, 1, 0, 4))
+        hmi.send(False, read_holding_response(tid, 1, [tid, 2, 3, 4]))
+    write = mbap(6, 1, struct.pack(">BHH", 6, 10, 1234))  # Write Single Register (§6.6): echoed back
+    hmi.send(True, write).send(False, write).close()
+    laptop = Conversation("10.30.0.99", "10.30.1.20", 50600, 502, t0=T0 + 1).handshake()
+    laptop.send(True, read_holding(1, 1, 0, 1)).send(False, read_holding_response(1, 1, [7])).close()
+    _write(out, hmi, laptop)

@@ -9,6 +9,9 @@ build: mid_stream                             # ...or a builder in builders.py t
 exit_code: 0                                  # expected exit code of `zonewarden replay` (default 0)
 summary:                                      # dotted paths into the --summary-json output, exact values
   modbus.requests_by_function.3: 51
+before:                                       # zonewarden commands run first (e.g. tag assets in a store)
+  - [assets, tag, 10.0.0.20, --tag, plc, --db, "{tmp}/zonewarden.db"]
+args: ["--db", "{tmp}/zonewarden.db"]         # extra replay arguments; "{tmp}" is the case's temp dir
 checks:                                       # EVE records: partial match on dotted paths, with a count
   - {count: 1, match: {event_type: anomaly, anomaly.event: modbus.invalid_length}}
   - {min_count: 1, match: {event_type: modbus, modbus.function: 3}}
@@ -97,8 +100,12 @@ def test_replay_case(
     assert case.get("purpose"), f"{case_dir.name}: case.yaml needs a purpose line"
     eve = tmp_path / "eve.json"
     summary_path = tmp_path / "summary.json"
+    for command in case.get("before") or []:
+        assert main([str(a).replace("{tmp}", str(tmp_path)) for a in command]) == 0, capsys.readouterr().err
+    capsys.readouterr()
     args = ["replay", "-q", *map(str, _inputs(case, tmp_path)), "--eve", str(eve)]
-    args += ["--summary-json", str(summary_path), *case.get("args", [])]
+    args += ["--summary-json", str(summary_path)]
+    args += [str(a).replace("{tmp}", str(tmp_path)) for a in case.get("args", [])]
     rc = main(args)
     err = capsys.readouterr().err
     assert rc == case.get("exit_code", 0), err

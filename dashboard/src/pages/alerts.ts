@@ -7,6 +7,7 @@ import { add, badge, errorBox, facts, h, link, replace, section } from "../dom";
 import { num, severityName, str, when } from "../format";
 import { onAlert } from "../live";
 import { type Route, setQuery } from "../router";
+import { may } from "../session";
 import { assetLink } from "./assets";
 
 export type AlertRow = Record<string, unknown> & {
@@ -50,6 +51,8 @@ export async function renderAlerts(root: HTMLElement, route: Route, signal: Abor
     category: route.query.get("category") ?? "",
     severity: route.query.get("severity") ?? "",
     q: route.query.get("q") ?? "",
+    ip: route.query.get("ip") ?? "",
+    zone: route.query.get("zone") ?? "",
   };
   const columns: Column<AlertRow>[] = [
     { label: "Severity", cell: (a) => badge(severityName(a.severity), severityName(a.severity)) },
@@ -65,26 +68,26 @@ export async function renderAlerts(root: HTMLElement, route: Route, signal: Abor
     { label: "Last seen", cell: (a) => when(a.last_ts ?? a.ts) },
     { label: "Status", cell: (a) => statusBadge(a.status) },
   ];
-  // The API filters by status and category; severity and the free-text search are applied here, over
-  // every alert those two filters select (the API has no severity or text filter on /alerts).
-  const query = () => ({ status: filters.status || undefined, category: filters.category || undefined });
-  const local = (a: AlertRow): boolean => {
-    if (filters.severity && String(a.severity) !== filters.severity) return false;
-    if (!filters.q) return true;
-    const needle = filters.q.toLowerCase();
-    return [a.signature, a.rule, a.src_ip, a.dest_ip, a.conduit, a.src_zone, a.dest_zone, a.alert_id]
-      .some((v) => str(v).toLowerCase().includes(needle));
-  };
+  // Every filter is applied by the API (GET /alerts): one page of 50 rows at a time, whatever the store
+  // holds. The text search is a plain substring there, never a pattern.
+  const query = () => ({
+    status: filters.status || undefined,
+    category: filters.category || undefined,
+    severity: filters.severity || undefined,
+    q: filters.q || undefined,
+    ip: filters.ip || undefined,
+    zone: filters.zone || undefined,
+  });
   const list = new PagedTable<AlertRow>("/alerts", columns, query, 50, "No alerts match.", (a) => ({
     "data-alert-id": a.alert_id,
     "data-status": a.status,
-  }), local);
+  }));
   const changed = () => {
     setQuery(filters);
     void list.reload();
   };
   const liveNote = h("span", { class: "muted small", id: "live-count" });
-  let liveCount = 0;
+  const liveIds = new Set<string>();
   root.append(
     h("div", { class: "page-head" }, h("h1", null, "Alerts"), liveNote),
     h(
@@ -95,6 +98,14 @@ export async function renderAlerts(root: HTMLElement, route: Route, signal: Abor
         { class: "toolbar" },
         searchBox("q", filters.q, "Search signature, rule, address…", (v) => {
           filters.q = v;
+          changed();
+        }),
+        searchBox("ip", filters.ip, "Address (either side)", (v) => {
+          filters.ip = v;
+          changed();
+        }),
+        searchBox("zone", filters.zone, "Zone", (v) => {
+          filters.zone = v;
           changed();
         }),
         select(
@@ -130,9 +141,11 @@ export async function renderAlerts(root: HTMLElement, route: Route, signal: Abor
     ),
   );
   await list.reload(0);
-  onAlert(() => {
-    liveCount += 1;
-    liveNote.textContent = `${liveCount} new alert${liveCount === 1 ? "" : "s"} since this page opened`;
+  // The stream sends an alert again when it changes (counted again, acknowledged): count each once.
+  onAlert((alert) => {
+    liveIds.add(str(alert.alert_id));
+    const n = liveIds.size;
+    liveNote.textContent = `${n} new alert${n === 1 ? "" : "s"} (or updated) since this page opened`;
     void list.reload(0);
   }, signal);
 }
@@ -178,6 +191,8 @@ export async function renderAlert(root: HTMLElement, route: Route): Promise<void
   };
   // "Accept into the baseline" only when the API offers it (a POST under /baseline taking an alert id).
   const acceptPath = await apiFind(/\/baseline\/.*accept.*\{[a-z_]+\}|\/baseline\/.*\{[a-z_]+\}.*accept/, "post");
+  // Actions the signed-in role may not take are not offered (GET /me); the API refuses them anyway.
+  const [mayTriage, mayTune] = await Promise.all([may("alerts:write"), may("detection:tune")]);
   const ackButton = act("Acknowledge", ALERT_PATHS.ack(id), undefined, "primary");
   const closeButton = act("Close", ALERT_PATHS.close(id), undefined);
   const refreshButtons = (status: string) => {
@@ -219,13 +234,13 @@ export async function renderAlert(root: HTMLElement, route: Route): Promise<void
       section(
         "Triage",
         triage,
-        comment,
+        mayTriage || mayTune ? comment : h("p", { class: "muted small", id: "read-only" }, "Your role may read alerts, not change them."),
         h(
           "div",
           { class: "actions" },
-          ackButton,
-          closeButton,
-          acceptPath
+          mayTriage ? ackButton : null,
+          mayTriage ? closeButton : null,
+          acceptPath && mayTune
             ? act("Accept into baseline", acceptPath.replace(/\{[a-z_]+\}/, encodeURIComponent(id)), {}, "")
             : null,
         ),

@@ -1,9 +1,9 @@
 // Assets: the inventory table with search and filters, and one asset's page (identity, roles, Modbus
 // register map, OPC UA nodes, MQTT topics, certificates, alerts, communications).
 
-import { get, getAll } from "../api";
+import { ApiError, apiHas, get, patch } from "../api";
 import { type Column, PagedTable, protocolBadge, searchBox, select, table } from "../components";
-import { type Child, badge, empty, facts, h, link, section } from "../dom";
+import { type Child, badge, empty, errorBox, facts, h, link, replace, section } from "../dom";
 import { num, relative, severityName, str, when } from "../format";
 import { ROLE_ICONS, roleLabel } from "../icons";
 import { type Route, setQuery } from "../router";
@@ -18,7 +18,18 @@ export type AssetRow = Record<string, unknown> & {
   roles?: string[] | Record<string, string>;
   first_seen?: number | string;
   last_seen?: number | string;
+  tags?: string[];
+  given_name?: string;
+  inferred_name?: string;
 };
+
+/** Tags people gave an asset, each a link to the assets carrying it. */
+function tagBadges(tags: unknown): Child {
+  if (!Array.isArray(tags)) return null;
+  return tags.map((t) =>
+    h("a", { class: "badge tag", href: `#/assets?tag=${encodeURIComponent(String(t))}`, "data-tag": String(t) }, String(t)),
+  );
+}
 
 export function roleNames(roles: unknown): string[] {
   if (Array.isArray(roles)) return roles.map(String);
@@ -42,10 +53,12 @@ export async function renderAssets(root: HTMLElement, route: Route): Promise<voi
     zone: route.query.get("zone") ?? "",
     protocol: route.query.get("protocol") ?? "",
     role: route.query.get("role") ?? "",
+    tag: route.query.get("tag") ?? "",
   };
   const columns: Column<AssetRow>[] = [
     { label: "Address", cell: (a) => assetLink(a.ip) },
     { label: "Name", cell: (a) => str(a.name) },
+    { label: "Tags", cell: (a) => tagBadges(a.tags) },
     { label: "Zone", cell: (a) => (a.zone ? badge(str(a.zone)) : h("span", { class: "muted" }, "—")) },
     { label: "Vendor", cell: (a) => str(a.vendor) },
     { label: "Roles", cell: (a) => roleBadges(a.roles) },
@@ -57,6 +70,7 @@ export async function renderAssets(root: HTMLElement, route: Route): Promise<voi
     zone: filters.zone || undefined,
     protocol: filters.protocol || undefined,
     role: filters.role || undefined,
+    tag: filters.tag || undefined,
   });
   const list = new PagedTable<AssetRow>("/assets", columns, query, 50, "No assets match.", (a) => ({
     "data-ip": a.ip,
@@ -74,8 +88,12 @@ export async function renderAssets(root: HTMLElement, route: Route): Promise<voi
       h(
         "div",
         { class: "toolbar" },
-        searchBox("q", filters.q, "Search address, name, vendor…", (v) => {
+        searchBox("q", filters.q, "Search address, name, vendor, tag…", (v) => {
           filters.q = v;
+          changed();
+        }),
+        searchBox("tag", filters.tag, "Tag", (v) => {
+          filters.tag = v;
           changed();
         }),
         select("zone", [["", "all zones"], ...zones.map((z) => [z, z] as [string, string])], filters.zone, (v) => {
@@ -117,6 +135,108 @@ export async function zoneOptions(): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+// --- names and tags people give an asset --------------------------------------------------------
+
+// Mirrors sensor/assets/labels.py (the API checks again and has the last word).
+const TAG_RE = /^[A-Za-z0-9][A-Za-z0-9_.:/-]*$/;
+const MAX_TAG_CHARS = 64;
+const MAX_TAGS = 32;
+const MAX_NAME_CHARS = 128;
+
+/** Whether the signed-in role may name and tag assets: /me when the API has it, else "try and see". */
+async function mayEditLabels(): Promise<boolean> {
+  try {
+    if (!(await apiHas("/me"))) return true;
+    const me = await get<{ permissions?: string[] }>("/me");
+    return Array.isArray(me.permissions) ? me.permissions.includes("assets:write") : true;
+  } catch {
+    return true;
+  }
+}
+
+export function parseTags(text: string): { tags: string[]; problem: string | null } {
+  const tags = [...new Set(text.split(/[\s,]+/).filter(Boolean))];
+  const bad = tags.find((t) => t.length > MAX_TAG_CHARS || !TAG_RE.test(t));
+  if (bad !== undefined)
+    return { tags, problem: `"${bad}": a tag is a word of letters, digits and _ . : / - (at most ${MAX_TAG_CHARS})` };
+  if (tags.length > MAX_TAGS) return { tags, problem: `at most ${MAX_TAGS} tags` };
+  return { tags, problem: null };
+}
+
+/** "Name and tags": what people call this asset (policy zones {tag: T} / {asset: NAME} hold it). */
+async function labelsSection(ip: string, asset: Record<string, unknown>, onSaved: (a: Record<string, unknown>) => void): Promise<HTMLElement> {
+  const shown = h("div", { id: "asset-labels" });
+  const show = (a: Record<string, unknown>) =>
+    replace(
+      shown,
+      facts([
+        ["Given name", str(a.given_name) || h("span", { class: "muted" }, "—")],
+        ["Tags", Array.isArray(a.tags) && a.tags.length ? tagBadges(a.tags) : h("span", { class: "muted" }, "none")],
+        ["Calls itself", str(a.inferred_name)],
+        ["Changed by", a.labels_updated_by ? `${str(a.labels_updated_by)}, ${when(a.labels_updated_at)}` : ""],
+      ]),
+    );
+  show(asset);
+  const box = section("Name and tags", shown);
+  box.id = "labels";
+  if (!(await mayEditLabels())) {
+    box.append(h("p", { class: "muted small" }, "Your role may look at names and tags, not change them."));
+    return box;
+  }
+  const nameInput = h("input", {
+    type: "text",
+    name: "given-name",
+    value: str(asset.given_name),
+    maxlength: MAX_NAME_CHARS,
+    placeholder: "Name (e.g. Line 1 filler PLC)",
+    "aria-label": "name",
+  });
+  const tagsInput = h("input", {
+    type: "text",
+    name: "tags",
+    value: Array.isArray(asset.tags) ? asset.tags.join(" ") : "",
+    placeholder: "Tags, separated by spaces (e.g. line1 safety)",
+    "aria-label": "tags",
+  });
+  const message = h("div", { role: "status", id: "labels-message" });
+  const save = h("button", { class: "primary", type: "submit", "data-action": "save-labels" }, "Save");
+  const form = h(
+    "form",
+    { class: "labels-form toolbar" },
+    nameInput,
+    tagsInput,
+    save,
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const { tags, problem } = parseTags(tagsInput.value);
+    if (problem) {
+      replace(message, errorBox(problem));
+      return;
+    }
+    save.disabled = true;
+    try {
+      const updated = await patch<Record<string, unknown>>(`/assets/${encodeURIComponent(ip)}`, {
+        name: nameInput.value.trim(),
+        tags,
+      });
+      show(updated);
+      onSaved(updated);
+      replace(message, h("div", { class: "notice" }, "Saved (kept in the audit log)."));
+    } catch (error) {
+      const text =
+        error instanceof ApiError && error.status === 403
+          ? `Your role may not change names and tags (${error.message}).`
+          : `Saving failed: ${String(error instanceof Error ? error.message : error)}`;
+      replace(message, errorBox(text));
+    } finally {
+      save.disabled = false;
+    }
+  });
+  box.append(form, message);
+  return box;
 }
 
 // --- one asset ---------------------------------------------------------------------------------
@@ -285,7 +405,7 @@ export async function renderAsset(root: HTMLElement, route: Route): Promise<void
     h(
       "div",
       { class: "page-head" },
-      h("h1", null, link("/assets", "Assets"), " / ", h("span", { id: "asset-ip" }, ip), asset.name ? ` — ${str(asset.name)}` : ""),
+      h("h1", null, link("/assets", "Assets"), " / ", h("span", { id: "asset-ip" }, ip), h("span", { id: "asset-name" }, asset.name ? ` — ${str(asset.name)}` : "")),
       h("span", null, link(`/map?focus=${encodeURIComponent(ip)}`, "Show on the map")),
     ),
     h(
@@ -296,6 +416,7 @@ export async function renderAsset(root: HTMLElement, route: Route): Promise<void
         facts([
           ["Address", ip],
           ["Name", str(asset.name)],
+          ["Tags", tagBadges(asset.tags)],
           ["Zone", asset.zone ? badge(str(asset.zone)) : ""],
           ["MAC", macs.length ? macs.join(", ") : str(asset.mac)],
           ["Vendor", str(asset.vendor)],
@@ -328,6 +449,12 @@ export async function renderAsset(root: HTMLElement, route: Route): Promise<void
     ),
   );
   root.append(
+    await labelsSection(ip, asset, (updated) => {
+      const title = root.querySelector("#asset-name");
+      if (title) replace(title, updated.name ? ` — ${str(updated.name)}` : "");
+    }),
+  );
+  root.append(
     section(
       "Modbus register map",
       Object.keys(modbusMap).length ? registerMap(modbusMap) : empty("No Modbus register accessed on this asset."),
@@ -348,9 +475,9 @@ export async function renderAsset(root: HTMLElement, route: Route): Promise<void
   const alertsBox = h("div");
   root.append(section("Alerts", alertsBox));
   try {
-    // /alerts has no address filter: every alert is read and those naming this asset are kept.
-    const all = await getAll<Record<string, unknown>>("/alerts", {}, 10_000);
-    const mine = all.items.filter((a) => a.src_ip === ip || a.dest_ip === ip);
+    // The API selects the alerts naming this address on either side, newest first.
+    const page = await get<{ items: Record<string, unknown>[]; total: number }>("/alerts", { ip, limit: 100 });
+    const mine = page.items;
     alertsBox.append(
       mine.length
         ? table(

@@ -13,6 +13,40 @@ type Json = Record<string, unknown>;
 export const OBSERVED_PATH = "/certificates/observed";
 const SOON_DAYS = 30;
 
+// The wire↔PKI judgement (api/pki/wire.py): managed is what a plant wants; not_judged means the sensor ran
+// without --pki-dir.
+const PKI_STATUS_KIND: Record<string, string> = {
+  managed: "ok",
+  not_judged: "",
+  expiring_soon: "warn",
+  renewed_old_in_use: "warn",
+  self_signed: "warn",
+  unmanaged: "warn",
+};
+
+function pkiBadge(status: string): HTMLElement {
+  return badge(status.replace(/_/g, " "), PKI_STATUS_KIND[status] ?? "revoked");
+}
+
+function findingsOf(c: Json): HTMLElement | null {
+  const findings = Array.isArray(c.findings) ? c.findings.map(str).filter((f) => f !== str(c.status)) : [];
+  return findings.length ? h("div", { class: "muted small" }, findings.map((f) => f.replace(/_/g, " ")).join(", ")) : null;
+}
+
+/** Each asset that presented the certificate, how (server/client) and the judgement for it. */
+function presenters(c: Json): HTMLElement[] {
+  const list = Array.isArray(c.presenters) ? (c.presenters as Json[]) : (Array.isArray(c.assets) ? c.assets : []).map((ip) => ({ ip }) as Json);
+  return list.map((p) =>
+    h(
+      "div",
+      { "data-presenter": str(p.ip) },
+      assetLink(str(p.ip)),
+      Array.isArray(p.roles) && p.roles.length ? h("span", { class: "muted small" }, ` as ${p.roles.map(str).join(" and ")}`) : null,
+      p.status ? [" ", pkiBadge(str(p.status))] : null,
+    ),
+  );
+}
+
 function expiryBadge(notAfter: unknown, status?: string): HTMLElement {
   const d = toDate(notAfter);
   if (status === "revoked") return badge("revoked", "revoked");
@@ -125,7 +159,7 @@ export async function renderCertificates(root: HTMLElement, route: Route): Promi
           h(
             "table",
             null,
-            h("thead", null, h("tr", null, ["Subject", "Issuer", "SANs", "Presented by", "Seen in", "Not after", "Status"].map((t) => h("th", null, t)))),
+            h("thead", null, h("tr", null, ["Subject", "Issuer", "SANs", "Presented by (role, PKI status)", "Seen in", "Not after", "Status"].map((t) => h("th", null, t)))),
             h(
               "tbody",
               null,
@@ -136,10 +170,10 @@ export async function renderCertificates(root: HTMLElement, route: Route): Promi
                   h("td", null, str(c.subject), c.issued_here ? [" ", badge("issued here", "ok")] : null),
                   h("td", null, str(c.issuer), c.self_signed ? [" ", badge("self-signed", "warn")] : null),
                   h("td", null, [c.san_dns, c.san_ips, c.san_uris].flatMap((v) => (Array.isArray(v) ? v : [])).map((v) => badge(str(v)))),
-                  h("td", null, (Array.isArray(c.assets) ? c.assets : []).map((ip) => h("div", null, assetLink(str(ip))))),
+                  h("td", null, presenters(c)),
                   h("td", null, (Array.isArray(c.sources) ? c.sources : []).map((v) => badge(str(v)))),
                   h("td", null, when(c.not_after)),
-                  h("td", null, expiryBadge(c.not_after)),
+                  h("td", { "data-status": str(c.status) }, pkiBadge(str(c.status)), " ", expiryBadge(c.not_after), findingsOf(c)),
                 ),
               ),
             ),

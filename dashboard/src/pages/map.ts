@@ -43,9 +43,10 @@ export interface MapEdge {
   port: string;
   /** "allowed", "violation" or "" (no policy loaded, or the API does not say). */
   policy: string;
+  /** The policy alerts on it, by conduit and rule (GET /communications: ``policy.alerts``). */
+  policyAlerts: Json[];
   lastSeen: number | null;
   firstSeen: number | null;
-  alerts: Json[];
   raw: Json;
 }
 
@@ -84,7 +85,9 @@ export function normaliseGraph(doc: Json): { nodes: MapNode[]; edges: MapEdge[];
     const source = str(e.source ?? e.client);
     const target = str(e.target ?? e.server);
     const protocol = str(e.protocol ?? e.app_proto ?? "");
-    const status = str(e.policy_status ?? e.policy ?? e.compliance ?? "");
+    // The API says per communication whether a policy alert exists for it (``policy.status``).
+    const policyDoc = e.policy && typeof e.policy === "object" ? (e.policy as Json) : null;
+    const status = str(policyDoc ? policyDoc.status : (e.policy_status ?? e.policy ?? e.compliance ?? ""));
     const violations = Number(e.violations ?? 0);
     return {
       id: str(e.id ?? e.key ?? `${source}|${target}|${protocol}|${str(e.port)}|${i}`),
@@ -95,12 +98,12 @@ export function normaliseGraph(doc: Json): { nodes: MapNode[]; edges: MapEdge[];
       policy:
         violations > 0 || ["denied", "violation", "deny", "violating"].includes(status)
           ? "violation"
-          : ["allowed", "allow", "ok", "compliant"].includes(status)
+          : ["allowed", "allow", "ok", "compliant", "closed"].includes(status)
             ? "allowed"
             : "",
+      policyAlerts: policyDoc && Array.isArray(policyDoc.alerts) ? (policyDoc.alerts as Json[]) : [],
       lastSeen: seconds(e.last_seen),
       firstSeen: seconds(e.first_seen),
-      alerts: [],
       raw: e,
     };
   });
@@ -113,27 +116,6 @@ export function normaliseGraph(doc: Json): { nodes: MapNode[]; edges: MapEdge[];
       : str(z.sl_target ?? z.security_level ?? ""),
   }));
   return { nodes, edges, zones };
-}
-
-/** Marks edges that policy alerts were raised on (same client, server and protocol). */
-export function attachAlerts(edges: MapEdge[], alerts: Json[]): void {
-  const byPair = new Map<string, MapEdge[]>();
-  for (const e of edges) {
-    const key = `${e.source}|${e.target}`;
-    byPair.set(key, [...(byPair.get(key) ?? []), e]);
-  }
-  for (const a of alerts) {
-    const candidates = byPair.get(`${str(a.src_ip)}|${str(a.dest_ip)}`) ?? [];
-    const proto = str(a.app_proto);
-    const port = str(a.dest_port);
-    const match =
-      candidates.find((e) => e.protocol === proto && e.port === port) ??
-      candidates.find((e) => e.protocol === proto) ??
-      candidates.find((e) => e.port === port);
-    if (!match) continue;
-    match.alerts.push(a);
-    if (str(a.category) === "policy" && str(a.status) !== "closed") match.policy = "violation";
-  }
 }
 
 /**
@@ -185,21 +167,19 @@ export async function renderMap(root: HTMLElement, route: Route, signal: AbortSi
     window: route.query.get("window") ?? "",
     focus: route.query.get("focus") ?? "",
   };
-  // The map is drawn from the inventory (assets, with their zone when a policy is loaded), the
-  // communications (edges with their operations) and the alerts (policy violations per edge).
-  const empty_: Page<Json> = { items: [], total: 0, limit: 0, offset: 0 };
-  const [assetPage, edgePage, policyDoc, alertPage] = await Promise.all([
+  // The map is drawn from the inventory (assets, with their zone when a policy is loaded) and the
+  // communications (edges with their operations and their policy status); the alerts of what is
+  // clicked are asked for then.
+  const [assetPage, edgePage, policyDoc] = await Promise.all([
     getAll<Json>("/assets"),
     getAll<Json>("/communications"),
     get<Json>("/policy").catch(() => null),
-    getAll<Json>("/alerts", {}, 5000).catch(() => empty_),
   ]);
   const graph = normaliseGraph({ nodes: assetPage.items, edges: edgePage.items });
   if (policyDoc) {
     const doc = (policyDoc.policy ?? policyDoc) as Json;
     graph.zones = normaliseGraph({ zones: doc.zones }).zones;
   }
-  attachAlerts(graph.edges, alertPage.items);
 
   const newest = Math.max(0, ...graph.edges.map((e) => e.lastSeen ?? 0), ...graph.nodes.map((n) => n.lastSeen ?? 0));
   const protocols = [...new Set(graph.edges.map((e) => e.protocol).filter(Boolean))].sort();
@@ -467,6 +447,17 @@ export async function renderMap(root: HTMLElement, route: Route, signal: AbortSi
   const nodeById = new Map(graph.nodes.map((n) => [n.id, n]));
   const edgeById = new Map(graph.edges.map((e) => [`edge:${e.id}`, e]));
 
+  // The alerts of what was clicked, asked of the API (filtered there), newest first.
+  const alertsInto = (target: HTMLElement, query: Record<string, string>) => {
+    replace(target, h("p", { class: "muted small" }, "Loading alerts…"));
+    get<Page<Json>>("/alerts", { ...query, limit: 20 })
+      .then((page) => {
+        replace(target, alertList(page.items));
+        target.setAttribute("data-loaded", "true");
+      })
+      .catch((error: unknown) => replace(target, empty(`Alerts unavailable: ${String(error)}`)));
+    return target;
+  };
   const alertList = (alerts: Json[]): Child =>
     alerts.length
       ? h(
@@ -488,7 +479,6 @@ export async function renderMap(root: HTMLElement, route: Route, signal: AbortSi
     const n = nodeById.get(id);
     if (!n) return;
     const touching = graph.edges.filter((e) => e.source === id || e.target === id);
-    const alerts = touching.flatMap((e) => e.alerts);
     replace(
       detail,
       h("h2", null, assetLink(n.id, n.label === n.id ? n.id : `${n.label} (${n.id})`)),
@@ -501,7 +491,7 @@ export async function renderMap(root: HTMLElement, route: Route, signal: AbortSi
         ["Communications", String(touching.length)],
       ]),
       h("h3", null, "Alerts"),
-      alertList(alerts),
+      alertsInto(h("div", { class: "map-alerts" }), { ip: n.id }),
       h("p", null, assetLink(n.id, "Open the asset page →")),
     );
     detail.setAttribute("data-selected", `node:${id}`);
@@ -524,7 +514,19 @@ export async function renderMap(root: HTMLElement, route: Route, signal: AbortSi
               ? badge("no violation seen", "allowed")
               : "no policy loaded",
         ],
-        ["Conduit", str(e.raw.conduit ?? e.alerts.find((a) => a.conduit)?.conduit ?? "")],
+        ["Conduit", str(e.raw.conduit ?? e.policyAlerts.find((a) => a.conduit)?.conduit ?? "")],
+        [
+          "Policy alerts",
+          e.policyAlerts.length
+            ? h(
+                "ul",
+                { class: "plain" },
+                e.policyAlerts.map((a) =>
+                  h("li", null, h("span", { class: "mono" }, str(a.rule)), ` ×${num(a.count)} (${num(a.open)} open)`),
+                ),
+              )
+            : "none",
+        ],
         ["Transport", str(e.raw.transport)],
         ["Packets", num(e.raw.packets)],
         ["Bytes", num(e.raw.bytes)],
@@ -535,7 +537,7 @@ export async function renderMap(root: HTMLElement, route: Route, signal: AbortSi
       h("h3", null, "Operations"),
       operationsSummary(e.raw.operations) || empty("none recorded"),
       h("h3", null, "Alerts"),
-      alertList(e.alerts),
+      alertsInto(h("div", { class: "map-alerts" }), { src_ip: e.source, dest_ip: e.target }),
     );
     detail.setAttribute("data-selected", id);
   };

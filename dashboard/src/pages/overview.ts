@@ -3,11 +3,14 @@
 import { ApiError, get, type Page } from "../api";
 import { fill, tile } from "../components";
 import { badge, errorBox, facts, h, link, section } from "../dom";
-import { num, severityName, str } from "../format";
+import { num, severityName, str, when } from "../format";
 import { onAlert } from "../live";
 
 interface Status {
   sensor: { running: boolean; mode: string; interface?: string | null; finished: boolean };
+  /** Where the counters come from: the sensor in this server, the store (an earlier run), or nowhere. */
+  source?: "sensor" | "store" | "none";
+  saved_at?: number | null;
   packets: number;
   bytes: number;
   flows: number;
@@ -49,7 +52,9 @@ export async function renderOverview(root: HTMLElement, _route: unknown, signal:
 
   const sensorText =
     status.sensor.mode === "none"
-      ? "no sensor in this server (store only)"
+      ? status.source === "store"
+        ? `no sensor in this server: counters of the last run that wrote the store${status.saved_at ? ` (saved ${when(status.saved_at)})` : ""}`
+        : "no sensor in this server (store only)"
       : status.sensor.mode === "replay"
         ? status.sensor.finished
           ? "replay finished"
@@ -66,7 +71,7 @@ export async function renderOverview(root: HTMLElement, _route: unknown, signal:
       "div",
       { class: "page-head" },
       h("h1", null, "Overview"),
-      h("span", { class: "muted" }, "Sensor: ", badge(sensorText, status.sensor.running ? "ok" : "")),
+      h("span", { class: "muted", "data-source": status.source ?? "" }, "Sensor: ", badge(sensorText, status.sensor.running ? "ok" : "")),
     ),
     h(
       "div",
