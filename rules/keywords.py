@@ -30,7 +30,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from rules.parse import unquote
 from sensor.dissectors.modbus.events import ModbusTransaction
@@ -139,6 +139,7 @@ DEFAULT_VARS: dict[str, str] = {
 }
 
 _MAX_VAR_DEPTH = 16
+_T = TypeVar("_T")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -177,47 +178,55 @@ def _resolve(text: str, variables: dict[str, str], depth: int) -> str:
     return variables[name]
 
 
-def compile_addresses(text: str, variables: dict[str, str], depth: int = 0) -> Callable[[str], bool] | None:
-    """Address field -> predicate over an IP string; ``None`` means ``any`` (no test needed)."""
+def _compile_field(
+    text: str,
+    variables: dict[str, str],
+    depth: int,
+    atom: Callable[[str], Callable[[_T], bool]],
+    what: str,
+) -> Callable[[_T], bool] | None:
+    """An address or port field of a rule header -> a predicate; ``None`` means ``any``.
+
+    Both fields share Suricata's grammar: ``any``, ``!x``, ``$VAR``, ``[a, !b, ...]`` (a value
+    must match one positive item, if any, and no negative one); ``atom`` compiles one value.
+    """
     text = text.strip()
     if text == "any":
         return None
     if text.startswith("!"):
-        inner = compile_addresses(text[1:], variables, depth + 1)
+        inner = _compile_field(text[1:], variables, depth + 1, atom, what)
         if inner is None:
             raise RuleInvalid("'!any' matches nothing")
-        return lambda ip: not inner(ip)
+        return lambda value: not inner(value)
     if text.startswith("$"):
-        return compile_addresses(_resolve(text, variables, depth), variables, depth + 1)
-    if text.startswith("["):
-        if not text.endswith("]"):
-            raise RuleInvalid(f"unbalanced address list {text!r}")
-        items = _split_list(text[1:-1])
-        if not items:
-            raise RuleInvalid("empty address list")
-        positives: list[Callable[[str], bool]] = []
-        negatives: list[Callable[[str], bool]] = []
-        any_positive = False
-        for item in items:
-            negate = item.startswith("!")
-            sub = compile_addresses(item[1:] if negate else item, variables, depth + 1)
-            if sub is None:
-                if negate:
-                    raise RuleInvalid("'!any' matches nothing")
-                any_positive = True
-            elif negate:
-                negatives.append(sub)
-            else:
-                positives.append(sub)
-        pos = None if any_positive or not positives else tuple(positives)
-        neg = tuple(negatives)
+        return _compile_field(_resolve(text, variables, depth), variables, depth + 1, atom, what)
+    if not text.startswith("["):
+        return atom(text)
+    if not text.endswith("]"):
+        raise RuleInvalid(f"unbalanced {what} list {text!r}")
+    items = _split_list(text[1:-1])
+    if not items:
+        raise RuleInvalid(f"empty {what} list")
+    positives: list[Callable[[_T], bool]] = []
+    negatives: list[Callable[[_T], bool]] = []
+    any_positive = False
+    for item in items:
+        negate = item.startswith("!")
+        sub = _compile_field(item[1:] if negate else item, variables, depth + 1, atom, what)
+        if sub is None:
+            if negate:
+                raise RuleInvalid("'!any' matches nothing")
+            any_positive = True
+        elif negate:
+            negatives.append(sub)
+        else:
+            positives.append(sub)
+    pos = None if any_positive or not positives else tuple(positives)
+    neg = tuple(negatives)
+    return lambda value: (pos is None or any(p(value) for p in pos)) and not any(n(value) for n in neg)
 
-        def in_list(ip: str) -> bool:
-            if pos is not None and not any(p(ip) for p in pos):
-                return False
-            return not any(n(ip) for n in neg)
 
-        return in_list
+def _address(text: str) -> Callable[[str], bool]:
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
@@ -230,39 +239,7 @@ def compile_addresses(text: str, variables: dict[str, str], depth: int = 0) -> C
     return in_net
 
 
-def compile_ports(text: str, variables: dict[str, str], depth: int = 0) -> Callable[[int], bool] | None:
-    """Port field -> predicate over a port number; ``None`` means ``any``."""
-    text = text.strip()
-    if text == "any":
-        return None
-    if text.startswith("!"):
-        inner = compile_ports(text[1:], variables, depth + 1)
-        if inner is None:
-            raise RuleInvalid("'!any' matches nothing")
-        return lambda port: not inner(port)
-    if text.startswith("$"):
-        return compile_ports(_resolve(text, variables, depth), variables, depth + 1)
-    if text.startswith("["):
-        if not text.endswith("]"):
-            raise RuleInvalid(f"unbalanced port list {text!r}")
-        items = _split_list(text[1:-1])
-        if not items:
-            raise RuleInvalid("empty port list")
-        positives: list[Callable[[int], bool]] = []
-        negatives: list[Callable[[int], bool]] = []
-        any_positive = False
-        for item in items:
-            negate = item.startswith("!")
-            sub = compile_ports(item[1:] if negate else item, variables, depth + 1)
-            if sub is None:
-                any_positive = True
-            elif negate:
-                negatives.append(sub)
-            else:
-                positives.append(sub)
-        pos = None if any_positive or not positives else tuple(positives)
-        neg = tuple(negatives)
-        return lambda port: (pos is None or any(p(port) for p in pos)) and not any(n(port) for n in neg)
+def _port(text: str) -> Callable[[int], bool]:
     m = re.fullmatch(r"(\d*)\s*:\s*(\d*)", text)
     if m:
         low = int(m.group(1)) if m.group(1) else 0
@@ -274,6 +251,16 @@ def compile_ports(text: str, variables: dict[str, str], depth: int = 0) -> Calla
         value = int(text)
         return lambda port: port == value
     raise RuleInvalid(f"bad port {text!r}")
+
+
+def compile_addresses(text: str, variables: dict[str, str], depth: int = 0) -> Callable[[str], bool] | None:
+    """Address field -> predicate over an IP string; ``None`` means ``any`` (no test needed)."""
+    return _compile_field(text, variables, depth, _address, "address")
+
+
+def compile_ports(text: str, variables: dict[str, str], depth: int = 0) -> Callable[[int], bool] | None:
+    """Port field -> predicate over a port number; ``None`` means ``any``."""
+    return _compile_field(text, variables, depth, _port, "port")
 
 
 # --- integers (Suricata "Integer Keywords") -------------------------------------------------------
