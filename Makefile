@@ -13,7 +13,7 @@ setup: system-deps $(STAMP)
 system-deps:
 	@missing=""; \
 	for cmd in tshark:tshark tcpdump:tcpdump tcpreplay:tcpreplay mosquitto:mosquitto mosquitto_passwd:mosquitto-clients ip:iproute2 chromium:chromium \
-	           rsvg-convert:librsvg2-bin node:nodejs npm:npm nft:nftables; do \
+	           rsvg-convert:librsvg2-bin node:nodejs npm:npm nft:nftables pg_ctlcluster:postgresql; do \
 	  c=$${cmd%%:*}; p=$${cmd##*:}; \
 	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$p"; \
 	done; \
