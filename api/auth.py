@@ -57,14 +57,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.audit import AuditLog
 from api.deps import get_db
 from api.errors import ApiError
-
-
-class Role(StrEnum):
-    VIEWER = "viewer"
-    ANALYST = "analyst"
-    ADMIN = "admin"
-    PKI_ADMIN = "pki-admin"
-    AUDITOR = "auditor"
+from api.roles import Role
 
 
 class Permission(StrEnum):

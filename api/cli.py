@@ -87,7 +87,8 @@ def _open_tokens(db: str | None) -> tuple[object, object]:
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     from api.audit import AuditLog
-    from api.auth import Role, TokenStore
+    from api.auth import TokenStore
+    from api.roles import Role
 
     _conn, store = _open_tokens(args.db)
     assert isinstance(store, TokenStore)
@@ -160,7 +161,7 @@ def _expiry_days(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``serve`` and ``tokens`` to the ``zonewarden`` parser."""
-    from api.auth import Role
+    from api.roles import Role
 
     p = subparsers.add_parser("serve", help="run the web API, optionally with a live or replay sensor")
     p.add_argument("--db", metavar="PATH", help="SQLite store (default: $ZONEWARDEN_DATA/zonewarden.db)")

@@ -48,10 +48,6 @@ def set_audit(request: Request, what: str, obj: str, detail: str = "") -> None:
     request.state.audit = (what, obj[:512], detail[:512])
 
 
-def app_state(request: Request, name: str) -> Any:
-    return getattr(request.app.state, name)
-
-
 def get_principal(request: Request) -> Any:
     """The caller the route's permission guard authenticated (guards run before route parameters)."""
     return request.state.principal

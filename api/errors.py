@@ -95,12 +95,6 @@ def _error_response(
     return JSONResponse({"error": info}, status_code=status, headers=headers)
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return _error_response(status, code, message, headers)
-
-
 # Domain exception types and the status each maps to, most specific first; PkiError carries its own.
 _DOMAIN_STATUS: list[tuple[type[Exception], int]] = []
 

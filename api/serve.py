@@ -110,8 +110,9 @@ class ServeOptions:
 
 
 def create_admin_token(db: Path, name: str) -> str:
-    from api.auth import Role, TokenStore
+    from api.auth import TokenStore
     from api.deps import connect
+    from api.roles import Role
 
     conn = connect(db)
     try:

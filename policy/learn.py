@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,12 +50,15 @@ from policy.evaluate import (
 )
 from policy.index import DEFAULT_PORTS, SECURITY_MODE_RANK
 from policy.load import parse_policy
+from policy.model import _check_node, check_topic_filter
 from sensor.dissectors.modbus.events import ModbusTransaction
 from sensor.dissectors.mqtt.events import MqttPacket
 from sensor.dissectors.opcua.events import OpcUaChannelEvent, OpcUaMessage
+from sensor.limits import DEFAULT_LIMITS, Limits
 from sensor.records import AppEvent, FlowRef, FlowSummary
 
-MAX_DISTINCT = 2000  # distinct topics / nodes / flows kept per host pair (learning is offline, but bounded)
+MAX_DISTINCT = 2000  # distinct topics / nodes / flows / client ids / policies kept per host pair
+MAX_MACS_PER_HOST = 8  # MAC addresses remembered per IP (a spoofer cycling MACs must not grow a host)
 
 
 @dataclass(slots=True)
@@ -129,32 +132,39 @@ class _Host:
 class TrafficCollector:
     """An event sink recording, per (initiator, responder) host pair, the operations the policy judges."""
 
-    def __init__(self, flow_protocol: Any = None) -> None:
+    def __init__(self, flow_protocol: Any = None, limits: Limits = DEFAULT_LIMITS) -> None:
         self.flow_protocol = flow_protocol
+        self.max_pairs = limits.policy_learn_max_host_pairs
         self.hosts: dict[str, _Host] = {}
         self.pairs: dict[tuple[str, str], _PairUse] = {}
+        self.dropped_operations = 0  # operations of new host pairs past the cap: the proposal is incomplete
+        self.unexpressible = 0  # wire topics / node ids the policy language refuses: left out of the proposal
         self._judged: set[int] = set()
         self.first_ts = 0.0
         self.last_ts = 0.0
 
-    def _pair(self, flow: FlowRef, protocol: str, ts: float) -> _PairUse:
+    def _pair(self, flow: FlowRef, protocol: str, ts: float) -> _PairUse | None:
+        """The pair's record, or None (counted) for a new pair past ``policy_learn_max_host_pairs``."""
+        key = (flow.client_ip, flow.server_ip)
+        use = self.pairs.get(key)
+        if use is None:
+            if len(self.pairs) >= self.max_pairs:
+                self.dropped_operations += 1
+                return None
+            use = self.pairs[key] = _PairUse()
         if self.first_ts == 0.0 or ts < self.first_ts:
             self.first_ts = ts
         self.last_ts = max(self.last_ts, ts)
         client = self.hosts.setdefault(flow.client_ip, _Host())
         server = self.hosts.setdefault(flow.server_ip, _Host())
-        if flow.client_mac:
+        if flow.client_mac and len(client.macs) < MAX_MACS_PER_HOST:
             client.macs.add(flow.client_mac)
-        if flow.server_mac:
+        if flow.server_mac and len(server.macs) < MAX_MACS_PER_HOST:
             server.macs.add(flow.server_mac)
         client.initiated += 1
         server.answered += 1
         client.protocols_client.add(protocol)
         server.protocols_server.add(protocol)
-        key = (flow.client_ip, flow.server_ip)
-        use = self.pairs.get(key)
-        if use is None:
-            use = self.pairs[key] = _PairUse()
         use.operations += 1
         return use
 
@@ -189,6 +199,8 @@ class TrafficCollector:
             protocol = name if name is not None else event.app_proto
             fop = FlowOp(protocol, flow.transport, flow.server_port)
             use = self._pair(flow, protocol or "unknown", event.ts)
+            if use is None:
+                return
             key = (fop.protocol, fop.transport, fop.port)
             seen = use.flows.get(key)
             if seen is None and len(use.flows) < MAX_DISTINCT:
@@ -199,6 +211,8 @@ class TrafficCollector:
     def _modbus(self, flow: FlowRef, op: ModbusOp, ts: float) -> None:
         self._judged.add(flow.flow_id)
         use = self._pair(flow, "modbus", ts)
+        if use is None:
+            return
         m = use.modbus.get(op.function)
         if m is None:
             m = use.modbus[op.function] = _ModbusUse(name=op.name)
@@ -217,6 +231,8 @@ class TrafficCollector:
     def _opcua(self, flow: FlowRef, op: OpcUaOp, ts: float) -> None:
         self._judged.add(flow.flow_id)
         use = self._pair(flow, "opcua", ts)
+        if use is None:
+            return
         o = use.opcua
         if o is None:
             o = use.opcua = _OpcUaUse()
@@ -224,28 +240,49 @@ class TrafficCollector:
         o.ports.add(op.port)
         if op.service:
             o.services[op.service] += 1
-        if len(o.nodes) < MAX_DISTINCT:
-            o.nodes.update(op.nodes)
-        if op.mode:
+        for node in op.nodes:
+            if len(o.nodes) >= MAX_DISTINCT:
+                break
+            if self._expressible(_check_node, node):
+                o.nodes.add(node)
+        if op.mode and len(o.modes) < MAX_DISTINCT:
             o.modes.add(op.mode)
-        if op.policy:
+        if op.policy and len(o.policies) < MAX_DISTINCT:
             o.policies.add(op.policy)
-        if op.token_type:
+        if op.token_type and len(o.tokens) < MAX_DISTINCT:
             o.tokens.add(op.token_type)
+
+    def _expressible(self, check: Callable[[str], str], value: str) -> bool:
+        """Whether the policy's own validator accepts a value seen on the wire. A hostile one (a
+        PUBLISH to 'a/#/b', a node id with a newline) is counted and left out: kept, it would make the
+        whole proposal fail to load, so nothing could be learned at all."""
+        try:
+            check(value)
+        except ValueError:
+            self.unexpressible += 1
+            return False
+        return True
 
     def _mqtt(self, flow: FlowRef, op: MqttOp, ts: float) -> None:
         self._judged.add(flow.flow_id)
         use = self._pair(flow, "mqtt", ts)
+        if use is None:
+            return
         q = use.mqtt
         if q is None:
             q = use.mqtt = _MqttUse()
         q.seen.add(ts, (flow.client_ip, flow.server_ip))
         q.ports.add(op.port)
-        if op.client_id:
+        if op.client_id and len(q.client_ids) < MAX_DISTINCT:
             q.client_ids.add(op.client_id)
         if op.action in ("publish", "will") and len(q.publish) < MAX_DISTINCT:
-            q.publish.add(op.topic)
-        elif op.action == "subscribe" and len(q.subscribe) < MAX_DISTINCT:
+            if self._expressible(check_topic_filter, op.topic):
+                q.publish.add(op.topic)
+        elif (
+            op.action == "subscribe"
+            and len(q.subscribe) < MAX_DISTINCT
+            and self._expressible(check_topic_filter, op.topic)
+        ):
             q.subscribe.add(op.topic)
         if op.action != "connect":
             q.qos.add(op.qos)
@@ -525,6 +562,19 @@ def render_policy(collector: TrafficCollector, sources: Sequence[str], site: str
         *(f"#   {s}" for s in sources),
         f"# traffic from {_when(collector.first_ts)} to {_when(collector.last_ts)}: "
         f"{len(collector.hosts)} hosts, {len(collector.pairs)} host pairs.",
+        *(
+            [
+                f"# INCOMPLETE: {collector.dropped_operations} operation(s) of further host pairs were not"
+                " recorded (policy_learn_max_host_pairs): their traffic is not allowed below."
+            ]
+            if collector.dropped_operations
+            else []
+        ),
+        *(
+            [f"# {collector.unexpressible} topic(s)/node id(s) seen that a policy cannot name were left out."]
+            if collector.unexpressible
+            else []
+        ),
         "# Review every zone and conduit; set security levels from the risk assessment (IEC 62443-3-2).",
         "version: 1",
         f"site: {_q(site or 'learned')}",

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 1024 * 1024
 _MAX_TEXT = 512
+_U32 = 2**32 - 1  # Suricata's gid, sid and rev are 32-bit
+_MAX_FLOW_ID = 2**63 - 1  # SQLite INTEGER: a larger number fails the whole alert batch on insert
 
 
 def _ts(text: Any) -> float | None:
@@ -42,8 +44,10 @@ def _ts(text: Any) -> float | None:
             return None
 
 
-def _int(value: Any, default: int = 0) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+def _int(value: Any, default: int = 0, most: int = _U32) -> int:
+    """A JSON integer in 0..``most``; anything else (another type, negative, too large) is ``default``."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
+    return value if ok else default
 
 
 def _str(value: Any) -> str:
@@ -67,18 +71,22 @@ def alert_from_eve(rec: dict[str, Any]) -> Alert | None:
     src, dst = _str(rec.get("src_ip")), _str(rec.get("dest_ip"))
     if src and dst:
         flow = FlowRef(
-            flow_id=_int(rec.get("flow_id")),
+            flow_id=_int(rec.get("flow_id"), most=_MAX_FLOW_ID),
             community_id=_str(rec.get("community_id")),
             transport=_str(rec.get("proto")).lower(),
             client_ip=src,
-            client_port=_int(rec.get("src_port")),
+            client_port=_int(rec.get("src_port"), most=65535),
             server_ip=dst,
-            server_port=_int(rec.get("dest_port")),
+            server_port=_int(rec.get("dest_port"), most=65535),
         )
     metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
     mitre_raw = metadata.get("mitre_technique_id", []) if isinstance(metadata, dict) else []
+    if isinstance(mitre_raw, str):
+        mitre_raw = [mitre_raw]
+    elif not isinstance(mitre_raw, list):
+        mitre_raw = []  # hostile or unexpected JSON (a number is not iterable)
     mitre = tuple(m for m in mitre_raw if isinstance(m, str) and m[:1] == "T" and len(m) <= 9)
-    severity = _int(body.get("severity"), 3)
+    severity = _int(body.get("severity"), 3, most=255)
     return Alert(
         ts=ts,
         flow=flow,

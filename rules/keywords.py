@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -1020,14 +1020,3 @@ CONTENT_MODIFIERS = frozenset(
 OTHER_KEYWORDS = frozenset(
     {"content", "pcre", "bsize", "flow", "threshold", "detection_filter", "app-layer-event"}
 )
-
-
-def supported_keywords() -> list[str]:
-    return sorted(META_KEYWORDS | CONTENT_MODIFIERS | OTHER_KEYWORDS | set(VALUE_KEYWORDS) | set(BUFFERS))
-
-
-def all_of(preds: Iterable[Predicate]) -> Predicate:
-    items = tuple(preds)
-    if len(items) == 1:
-        return items[0]
-    return lambda ev: all(p(ev) for p in items)

@@ -70,6 +70,9 @@ class Limits:
     max_graph_edges: int = 500_000  # (client, server, protocol, port) edges; least recently seen evicted
     max_asset_detail: int = 1000  # per asset: register-map entries, OPC UA nodes, MQTT topics, fact values
 
+    # policy learning (policy/learn.py TrafficCollector, fed live by `serve` for POST /policy/learn)
+    policy_learn_max_host_pairs: int = 20_000  # (initiator, responder) pairs; new ones past it are counted
+
     # deep identification through tshark (sensor/deep.py), off the hot path
     deep_max_flows: int = 100_000  # 5-tuples tracked; unidentified ones are evicted first
     deep_tshark_timeout: float = 3600.0  # seconds per capture file before tshark is stopped

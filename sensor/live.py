@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,12 @@ REPLAY_LOCK_EVERY = 1024  # frames a replay processes between giving the lock to
 
 class LockedSource(Source):
     """Yields the inner source's frames while holding ``lock``: held while the consumer processes a
-    frame, released while waiting for the next one."""
+    frame, released while waiting for the next one.
+
+    :meth:`close` (``Sensor.run_source`` calls it in its ``finally``) closes the generator: when
+    processing a frame raises, the generator is suspended inside ``with self.lock`` and, while the
+    exception's traceback keeps it alive (a log record, a retry), would keep the lock held.
+    """
 
     def __init__(self, inner: Source, lock: threading.Lock) -> None:
         super().__init__()
@@ -61,13 +66,20 @@ class LockedSource(Source):
         self.lock = lock
         self.counters = inner.counters
         self.warnings = inner.warnings
+        self._frames: Generator[Frame, None, None] | None = None
 
     def frames(self) -> Iterator[Frame]:
+        self._frames = self._locked_frames()
+        return self._frames
+
+    def _locked_frames(self) -> Generator[Frame, None, None]:
         for frame in self.inner.frames():
             with self.lock:
                 yield frame
 
     def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()  # GeneratorExit at the yield: the lock is released here
         self.inner.close()
 
 

@@ -207,7 +207,9 @@ class Pipeline:
     def _on_data(self, sd: StreamData) -> None:
         state = self._flow_state.get(sd.flow.flow_id)
         if type(state) is _Claimed:
-            self._emit(state.session.feed(sd.data, sd.to_server, sd.ts))
+            events = state.session.feed(sd.data, sd.to_server, sd.ts)
+            if events:  # most segments complete nothing (a request waits for its response)
+                self._emit(events)
             return
         if state is None:
             state = _Detection(sd.flow, self._candidates(sd.flow))

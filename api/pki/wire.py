@@ -134,10 +134,6 @@ def iso_to_epoch(text: str | None) -> float | None:
     return moment.timestamp()
 
 
-def epoch_to_iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
-
-
 # --- what the PKI issued ----------------------------------------------------------------------------
 
 

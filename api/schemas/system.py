@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.auth import Role
+from api.roles import Role
 
 
 class Health(BaseModel):

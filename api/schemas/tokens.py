@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from api.auth import MAX_TOKEN_NAME, Role
+from api.auth import MAX_TOKEN_NAME
+from api.roles import Role
 from api.schemas.common import StrictModel
 
 

@@ -98,7 +98,17 @@ class RegisterUse:
     def values(self, values: tuple[int, ...]) -> bool:
         if not values:
             return False
-        lo, hi = min(values), max(values)
+        return self._extend(min(values), max(values))
+
+    def bits(self, values: tuple[int, ...]) -> bool:
+        """:meth:`values` for a coil or discrete-input table, whose values are bools (0 or 1). The
+        extremes are then found by membership, which stops at the first match, instead of two scans
+        of up to 2000 values (MODBUS v1.1b3 §6.1: a read of 2000 coils)."""
+        if not values:
+            return False
+        return self._extend(0 if False in values else 1, 1 if True in values else 0)
+
+    def _extend(self, lo: int, hi: int) -> bool:
         changed = False
         if self.min_value is None or lo < self.min_value:
             self.min_value, changed = int(lo), True

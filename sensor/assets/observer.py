@@ -63,6 +63,7 @@ MODBUS_ACCESS: Final[dict[int, tuple[str, str]]] = {
     22: ("holding_registers", "write"),
 }
 READ_WRITE_MULTIPLE: Final = 23
+_BIT_TABLES: Final = frozenset({"coils", "discrete_inputs"})
 IDENTIFICATION_FCS: Final = frozenset({17, 43})  # Report Server ID, Read Device Identification
 
 # OPC UA request field -> (node id key, operation) (OPC 10000-4 §5.10, §5.11, §5.12, §5.13)
@@ -344,33 +345,59 @@ class InventoryObserver:
         req, resp = t.request, t.response
         assert req is not None
         fc = t.function
-        accesses: list[tuple[str, str, int | None, int | None, tuple[int, ...]]] = []
         access = MODBUS_ACCESS.get(fc)
         resp_values = resp.values if resp is not None and resp.valid else ()
         if access is not None:
             table, op = access
             values = resp_values if op == "read" else req.values
-            accesses.append((table, op, req.address, req.quantity or 1, values))
-        elif fc == READ_WRITE_MULTIPLE:
-            accesses.append(
-                ("holding_registers", "write", req.write_address, req.write_quantity, req.write_values)
+            self._register_access(
+                client, server, t.unit_id, table, op, req.address, req.quantity or 1, values
             )
-            accesses.append(("holding_registers", "read", req.address, req.quantity, resp_values))
-        for table, op, address, quantity, values in accesses:
-            if address is None or not quantity:
-                continue
-            use = self.inventory.register_use(server, t.unit_id, table)
-            if use is None:
-                continue
-            end = min(address + quantity - 1, 0xFFFF)
-            if op == "read":
-                use.read.add(address, end)
-                if client.ip not in use.readers and len(use.readers) < self.limits.max_asset_detail:
-                    use.readers.add(client.ip)
-            else:
-                use.written.add(address, end)
-                if client.ip not in use.writers and len(use.writers) < self.limits.max_asset_detail:
-                    use.writers.add(client.ip)
+        elif fc == READ_WRITE_MULTIPLE:
+            self._register_access(
+                client,
+                server,
+                t.unit_id,
+                "holding_registers",
+                "write",
+                req.write_address,
+                req.write_quantity,
+                req.write_values,
+            )
+            self._register_access(
+                client, server, t.unit_id, "holding_registers", "read", req.address, req.quantity, resp_values
+            )
+
+    def _register_access(
+        self,
+        client: Asset,
+        server: Asset,
+        unit: int,
+        table: str,
+        op: str,
+        address: int | None,
+        quantity: int | None,
+        values: tuple[int, ...],
+    ) -> None:
+        if address is None or not quantity:
+            return
+        use = self.inventory.register_use(server, unit, table)
+        if use is None:
+            return
+        end = min(address + quantity - 1, 0xFFFF)
+        if op == "read":
+            use.read.add(address, end)
+            readers = use.readers
+            if client.ip not in readers and len(readers) < self.limits.max_asset_detail:
+                readers.add(client.ip)
+        else:
+            use.written.add(address, end)
+            writers = use.writers
+            if client.ip not in writers and len(writers) < self.limits.max_asset_detail:
+                writers.add(client.ip)
+        if table in _BIT_TABLES:
+            use.bits(values)  # coils and discrete inputs are bools (ModbusRequest.values)
+        else:
             use.values(values)
 
     # --- OPC UA -----------------------------------------------------------------------------------

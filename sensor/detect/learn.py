@@ -326,14 +326,14 @@ class Learner:
             add(fact)
 
     def poll(self, key: tuple[Any, ...], ts: float) -> None:
-        last = self.last_poll.get(key)
-        self.last_poll[key] = ts
         polls = self.baseline.polls
         stats = polls.get(key)
         if stats is None:
             if len(polls) >= self.max_series:
-                return
+                return  # untracked: remembering its last poll would grow without bound
             stats = polls[key] = RunningStats()
+        last = self.last_poll.get(key)
+        self.last_poll[key] = ts
         if last is not None and ts > last:
             stats.add(ts - last)
 

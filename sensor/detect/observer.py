@@ -56,7 +56,7 @@ from sensor.dissectors.modbus.events import ModbusTransaction
 from sensor.dissectors.mqtt.events import MqttPacket
 from sensor.dissectors.opcua.events import OpcUaMessage
 from sensor.errors import UserError
-from sensor.records import Alert, AppEvent, FlowRef, FlowSummary, ProtocolAnomaly, stable_signature_id
+from sensor.records import Alert, AppEvent, FlowSummary, ProtocolAnomaly, stable_signature_id
 
 log = logging.getLogger(__name__)
 
@@ -462,7 +462,3 @@ class AnomalyObserver:
 
 def _fact_json(fact: Fact) -> list[Any]:
     return [list(x) if isinstance(x, tuple) else x for x in fact]
-
-
-def describe_flow(flow: FlowRef | None) -> str:
-    return f"{flow.client_ip} -> {flow.server_ip}:{flow.server_port}" if flow else ""

@@ -53,7 +53,10 @@ class TimingDetector:
     def __init__(self, baseline: Baseline, emit: Emit) -> None:
         self.baseline = baseline
         self.emit = emit
+        # Last request of each learned series (bounded by the baseline's series cap) and, least
+        # recently used first, of series the baseline does not know (an attacker makes one per address).
         self.last: dict[tuple[Any, ...], tuple[float, FlowRef]] = {}
+        self.last_new: OrderedDict[tuple[Any, ...], tuple[float, FlowRef]] = OrderedDict()
         self.deadline: dict[tuple[Any, ...], float] = {}
         self._heap: list[tuple[float, int, tuple[Any, ...]]] = []
         self._seq = 0
@@ -75,13 +78,25 @@ class TimingDetector:
                 assert stats is not None
                 self._arm(key, ts, stats)
 
+    def _remember(self, key: tuple[Any, ...], ts: float, flow: FlowRef) -> tuple[float, FlowRef] | None:
+        """Record this request of the series; the previous one, if still known."""
+        if key in self.baseline.polls:
+            prev = self.last.get(key)
+            self.last[key] = (ts, flow)
+            return prev
+        last_new = self.last_new
+        prev = last_new.pop(key, None)
+        last_new[key] = (ts, flow)
+        if len(last_new) > MAX_NEW_SERIES:
+            last_new.popitem(last=False)
+        return prev
+
     def seen(self, key: tuple[Any, ...], ts: float, flow: FlowRef) -> None:
         """A request of a series while learning: remember when, judge nothing."""
-        self.last[key] = (ts, flow)
+        self._remember(key, ts, flow)
 
     def poll(self, key: tuple[Any, ...], ts: float, flow: FlowRef) -> None:
-        prev = self.last.get(key)
-        self.last[key] = (ts, flow)
+        prev = self._remember(key, ts, flow)
         stats = self.baseline.polls.get(key)
         if stats is None:
             self._new_series(key, ts, prev[0] if prev else None, flow)
@@ -153,8 +168,10 @@ class TimingDetector:
             if self.deadline.get(key) != d:
                 continue  # polled again since: a later deadline is queued
             del self.deadline[key]
+            stats = self.baseline.polls.get(key)
+            if stats is None:
+                continue  # forgotten since it was armed (an asset reset through the API, in place)
             last_ts, flow = self.last[key]
-            stats = self.baseline.polls[key]
             if self.baseline.allows("polling_stopped", key[0], key[1]):
                 continue
             self.emit(

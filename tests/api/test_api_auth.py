@@ -9,8 +9,9 @@ import pytest
 from fastapi.routing import APIRoute
 from zw_api_env import ApiEnv
 
-from api.auth import ROLE_PERMISSIONS, FailedAuthLimiter, Permission, Require, Role, TokenStore
+from api.auth import ROLE_PERMISSIONS, FailedAuthLimiter, Permission, Require, TokenStore
 from api.deps import connect
+from api.roles import Role
 from api.routes import all_routers
 
 # A plausible value for every path parameter name the API uses (ids that do not exist: 404 is fine).

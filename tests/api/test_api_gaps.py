@@ -11,7 +11,8 @@ import pytest
 from zw_api_env import ApiEnv
 from zw_paths import PCAPS
 
-from api.auth import ROLE_PERMISSIONS, Role
+from api.auth import ROLE_PERMISSIONS
+from api.roles import Role
 from sensor.runtime import SensorConfig, replay
 from sensor.store.sqlite import Store
 from sensor.store.summary_counters import flatten_summary, unflatten_summary

@@ -8,8 +8,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.auth import Role, TokenStore
+from api.auth import TokenStore
 from api.deps import connect
+from api.roles import Role
 from api.settings import Settings
 
 API_PASSPHRASE = b"api test passphrase 123"

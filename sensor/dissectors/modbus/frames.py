@@ -141,6 +141,10 @@ _READ_LIMITS: Final[dict[int, tuple[str, int]]] = {
     codes.READ_INPUT_REGISTERS: ("quantity", codes.MAX_READ_REGISTERS),
 }
 
+_REGISTER_READS: Final = frozenset(
+    {codes.READ_HOLDING_REGISTERS, codes.READ_INPUT_REGISTERS, codes.READ_WRITE_MULTIPLE_REGISTERS}
+)
+
 _NO_DATA: Final = frozenset(
     {
         codes.READ_EXCEPTION_STATUS,
@@ -160,6 +164,8 @@ def parse_request(r: Reader, function: int) -> tuple[ModbusRequest, tuple[Issue,
         r.need(4)
         address, quantity = _U16X2.unpack_from(r.buf, r.pos)
         r.pos += 4
+        if 1 <= quantity <= _READ_LIMITS[fc][1] and r.pos == r.end:
+            return ModbusRequest(fc, address, quantity), ()  # the polling case: nothing to flag
         issue = _quantity_issue("quantity", quantity, _READ_LIMITS[fc][1])
         if issue:
             issues.append(issue)
@@ -364,13 +370,23 @@ def parse_response(
         return ModbusResponse(
             fc, address=address, quantity=quantity, byte_count=byte_count, values=bits, valid=not issues
         ), tuple(issues)
-    if fc in (codes.READ_HOLDING_REGISTERS, codes.READ_INPUT_REGISTERS, codes.READ_WRITE_MULTIPLE_REGISTERS):
-        byte_count = r.u8()  # §6.3, §6.4, §6.17
-        n = _counted_body(r, byte_count, issues)
+    if fc in _REGISTER_READS:  # §6.3, §6.4, §6.17: byte count u8 | registers
+        # The commonest PDU of all (polling), so read in place: same checks as r.u8(),
+        # _counted_body and _registers, without their calls.
+        buf, p, end = r.buf, r.pos, r.end
+        if p >= end:
+            r.need(1)  # raises Truncated
+        byte_count = buf[p]
+        p += 1
+        n = end - p
+        if n != byte_count:
+            issues.append(("invalid_length", f"byte count {byte_count} but {n} data bytes"))
+            if byte_count < n:
+                n = byte_count
         if byte_count % 2:
             issues.append(("invalid_length", f"odd register byte count {byte_count}"))
-        regs = _registers(r, n // 2)
-        r.pos = r.end
+        regs: tuple[int, ...] = struct.unpack_from(f">{n // 2}H", buf, p)
+        r.pos = end
         address = quantity = None
         if request is not None and request.quantity is not None:
             address, quantity = request.address, request.quantity

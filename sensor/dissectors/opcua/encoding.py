@@ -26,6 +26,7 @@ import base64
 import struct
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sensor.dissectors.base import Reader
@@ -56,10 +57,22 @@ _FIXED: dict[int, tuple[str, int]] = {
 # cannot fit in the bytes left before looping over them (U6).
 _MIN_SIZE: dict[int, int] = {t: s for t, (_c, s) in _FIXED.items()}
 _MIN_SIZE.update({12: 4, 14: 16, 15: 4, 16: 4, 17: 2, 18: 2, 20: 6, 21: 1, 22: 3, 23: 1, 24: 1, 25: 1})
+# One fixed-size scalar: type id -> (unpack_from, size), compiled once rather than per value.
+_FIXED_SCALAR = {t: (struct.Struct("<" + code).unpack_from, size) for t, (code, size) in _FIXED.items()}
+
+# Little-endian readers used by the Decoder's primitives. Each primitive checks the bytes left
+# itself and calls Reader.need only to raise the same Truncated the Reader would have raised: one
+# Python call per value instead of four (this is the per-element cost of every array).
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+_I32 = struct.Struct("<i").unpack_from
+_I64 = struct.Struct("<q").unpack_from
+_F64 = struct.Struct("<d").unpack_from
 
 JSON = Any  # a JSON-safe value: None, bool, int, float, str, list, dict
 
 
+@lru_cache(maxsize=256)  # a response repeats its timestamps (header, SourceTimestamp of each value)
 def ticks_to_iso(ticks: int) -> str | None:
     """DateTime ticks -> ISO 8601 UTC, None for the null time (0) and for out-of-range values."""
     if ticks <= 0 or ticks >= _MAX_TICKS:
@@ -111,52 +124,95 @@ class Decoder:
 
     def array_length(self, min_elem_size: int = 1) -> int:
         """Int32 array length: -1 is a null array (returned as -1), other negatives are bad (U7)."""
-        n = self.r.i32le()
+        r = self.r
+        p = r.pos
+        if p + 4 > r.end:
+            r.need(4)
+        r.pos = p + 4
+        n: int = _I32(r.buf, p)[0]
         if n == -1:
             return -1
         if n < 0:
             raise Malformed("bad_length", f"array length {n}")
-        if n * min_elem_size > self.r.remaining:
-            raise Malformed("bad_length", f"array of {n} with {self.r.remaining} bytes left")
+        if n * min_elem_size > r.end - r.pos:
+            raise Malformed("bad_length", f"array of {n} with {r.end - r.pos} bytes left")
         if n > self.max_array:
             raise Malformed("array_limit", f"array of {n} > {self.max_array}")
         return n
 
     def _byte_length(self) -> int:
-        n = self.r.i32le()
+        r = self.r
+        p = r.pos
+        if p + 4 > r.end:
+            r.need(4)
+        r.pos = p + 4
+        n: int = _I32(r.buf, p)[0]
         if n == -1:
             return -1
         if n < 0:
             raise Malformed("bad_length", f"string length {n}")
-        if n > self.r.remaining:
-            raise Malformed("bad_length", f"string of {n} with {self.r.remaining} bytes left")
+        if n > r.end - r.pos:
+            raise Malformed("bad_length", f"string of {n} with {r.end - r.pos} bytes left")
         return n
 
     # --- scalars ---------------------------------------------------------------------------------
 
     def boolean(self) -> bool:
-        return self.r.u8() != 0
+        return self.byte() != 0
 
     def byte(self) -> int:
-        return self.r.u8()
+        r = self.r
+        p = r.pos
+        if p >= r.end:
+            r.need(1)
+        r.pos = p + 1
+        return r.buf[p]
 
     def uint16(self) -> int:
-        return self.r.u16le()
+        r = self.r
+        p = r.pos
+        if p + 2 > r.end:
+            r.need(2)
+        r.pos = p + 2
+        v: int = _U16(r.buf, p)[0]
+        return v
 
     def uint32(self) -> int:
-        return self.r.u32le()
+        r = self.r
+        p = r.pos
+        if p + 4 > r.end:
+            r.need(4)
+        r.pos = p + 4
+        v: int = _U32(r.buf, p)[0]
+        return v
 
     def int32(self) -> int:
-        return self.r.i32le()
+        r = self.r
+        p = r.pos
+        if p + 4 > r.end:
+            r.need(4)
+        r.pos = p + 4
+        v: int = _I32(r.buf, p)[0]
+        return v
 
     def double(self) -> JSON:
-        return _float(self.r.f64le())
+        r = self.r
+        p = r.pos
+        if p + 8 > r.end:
+            r.need(8)
+        r.pos = p + 8
+        return _float(_F64(r.buf, p)[0])
 
     def datetime(self) -> str | None:
-        return ticks_to_iso(self.r.i64le())
+        r = self.r
+        p = r.pos
+        if p + 8 > r.end:
+            r.need(8)
+        r.pos = p + 8
+        return ticks_to_iso(_I64(r.buf, p)[0])
 
     def status_code(self) -> str:
-        return status_name(self.r.u32le())
+        return status_name(self.uint32())
 
     def guid(self) -> str:
         raw = self.r.bytes(16)
@@ -209,13 +265,13 @@ class Decoder:
         return text if keep == n else text + "..."
 
     def localized_text(self) -> str | None:
-        mask = self.r.u8()
+        mask = self.byte()
         if mask & 0x01:
             self.string()  # locale: not kept
         return self.string() if mask & 0x02 else None
 
     def qualified_name(self) -> str | None:
-        ns = self.r.u16le()
+        ns = self.uint16()
         name = self.string()
         if name is None:
             return None
@@ -225,30 +281,36 @@ class Decoder:
 
     def nodeid_parts(self) -> tuple[int, int | None, str]:
         """NodeId (OPC 10000-6 §5.2.2.9): (namespace, numeric id or None, text form ``ns=..;x=..``)."""
-        enc = self.r.u8()
-        return self._nodeid_body(enc & 0x0F)
+        return self._nodeid_body(self.byte() & 0x0F)
 
     def _nodeid_body(self, form: int) -> tuple[int, int | None, str]:
         r = self.r
         if form == 0:
-            ident = r.u8()
+            ident = self.byte()
             return 0, ident, f"i={ident}"
         if form == 1:
-            ns = r.u8()
-            ident = r.u16le()
+            # ns u8 | id u16 (four-byte form)
+            p = r.pos
+            if p + 3 > r.end:
+                r.need(1)
+                r.pos += 1
+                r.need(2)
+            r.pos = p + 3
+            ns = r.buf[p]
+            ident = _U16(r.buf, p + 1)[0]
         elif form == 2:
-            ns = r.u16le()
-            ident = r.u32le()
+            ns = self.uint16()
+            ident = self.uint32()
         elif form == 3:
-            ns = r.u16le()
+            ns = self.uint16()
             s = self.string()
             return ns, None, (f"ns={ns};s={s}" if ns else f"s={s}")
         elif form == 4:
-            ns = r.u16le()
+            ns = self.uint16()
             g = self.guid()
             return ns, None, (f"ns={ns};g={g}" if ns else f"g={g}")
         elif form == 5:
-            ns = r.u16le()
+            ns = self.uint16()
             n = self._byte_length()
             raw = b"" if n < 0 else bytes(r.buf[r.pos : r.pos + min(n, 64)])
             r.pos += max(n, 0)
@@ -263,14 +325,14 @@ class Decoder:
 
     def expanded_nodeid(self) -> str:
         """ExpandedNodeId (§5.2.2.10): NodeId with optional NamespaceUri (0x80) and ServerIndex (0x40)."""
-        enc = self.r.u8()
+        enc = self.byte()
         _ns, _ident, text = self._nodeid_body(enc & 0x0F)
         if enc & 0x80:
             uri = self.string()
             if uri is not None:
                 text = f"nsu={uri};{text.split(';', 1)[-1]}"
         if enc & 0x40:
-            server = self.r.u32le()
+            server = self.uint32()
             if server:
                 text = f"svr={server};{text}"
         return text
@@ -280,7 +342,7 @@ class Decoder:
     def extension_object(self) -> dict[str, JSON] | None:
         """ExtensionObject (§5.2.2.15) header; the body is skipped. None when it has no body."""
         _ns, ident, text = self.nodeid_parts()
-        enc = self.r.u8()
+        enc = self.byte()
         if enc == 0:
             return None if ident == 0 else {"type": text}
         if enc not in (1, 2):
@@ -293,7 +355,7 @@ class Decoder:
     def extension_object_open(self) -> tuple[int | None, Reader | None, str]:
         """ExtensionObject as (numeric ns=0 type id or None, reader over its binary body, type text)."""
         ns, ident, text = self.nodeid_parts()
-        enc = self.r.u8()
+        enc = self.byte()
         if enc == 0:
             return (ident if ns == 0 else None), None, text
         if enc not in (1, 2):
@@ -306,7 +368,7 @@ class Decoder:
 
     def data_value(self) -> dict[str, JSON]:
         """DataValue (§5.2.2.17): encoding mask then the fields it announces."""
-        mask = self.r.u8()
+        mask = self.byte()
         out: dict[str, JSON] = {}
         if mask & 0x01:
             out["value"] = self.variant()
@@ -315,11 +377,11 @@ class Decoder:
         if mask & 0x04:
             out["source_timestamp"] = self.datetime()
         if mask & 0x10:
-            self.r.u16le()
+            self.uint16()
         if mask & 0x08:
             out["server_timestamp"] = self.datetime()
         if mask & 0x20:
-            self.r.u16le()
+            self.uint16()
         return out
 
     def diagnostic_info(self) -> dict[str, JSON] | None:
@@ -330,7 +392,7 @@ class Decoder:
         current: dict[str, JSON] | None = None
         levels = 0
         while True:
-            mask = self.r.u8()
+            mask = self.byte()
             info: dict[str, JSON] = {}
             if mask & 0x01:
                 info["symbolic_id"] = self.r.i32le()
@@ -357,7 +419,7 @@ class Decoder:
 
     def variant(self) -> JSON:
         """Variant (§5.2.2.16): mask = type id (low 6 bits) | 0x40 ArrayDimensions | 0x80 array."""
-        mask = self.r.u8()
+        mask = self.byte()
         type_id = mask & 0x3F
         if type_id > 25:
             raise Malformed("bad_variant", f"type id {type_id}")
@@ -415,12 +477,12 @@ class Decoder:
 
     def builtin(self, type_id: int) -> JSON:
         """One value of a built-in type (OPC 10000-6 §5.1.2 Table 1)."""
-        fixed = _FIXED.get(type_id)
+        scalar = _FIXED_SCALAR.get(type_id)
         r = self.r
-        if fixed is not None:
-            code, size = fixed
+        if scalar is not None:
+            unpack, size = scalar
             r.need(size)
-            (v,) = struct.unpack_from("<" + code, r.buf, r.pos)
+            (v,) = unpack(r.buf, r.pos)
             r.pos += size
             if type_id == 10 or type_id == 11:
                 return _float(v)
