@@ -345,9 +345,5 @@ class Require:
         return f"Require({self.permission})"
 
 
-def require(permission: Permission) -> Require:
-    return Require(permission)
-
-
 # Annotated shorthands for routes.
 Reader = Annotated[Principal, Depends(Require(Permission.READ))]

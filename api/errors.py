@@ -95,24 +95,6 @@ def _error_response(
     return JSONResponse({"error": info}, status_code=status, headers=headers)
 
 
-# Domain exception types and the status each maps to, most specific first; PkiError carries its own.
-_DOMAIN_STATUS: list[tuple[type[Exception], int]] = []
-
-
-def register_domain_error(kind: type[Exception], status: int) -> None:
-    """Let a route module map another package's exception type to a status (kept in this one table)."""
-    _DOMAIN_STATUS.append((kind, status))
-
-
-def domain_status(exc: Exception) -> int:
-    if isinstance(exc, PkiError):
-        return int(exc.status)
-    for kind, status in _DOMAIN_STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 400
-
-
 def _code_for_status(status: int) -> str:
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
@@ -162,9 +144,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error_response(status, exc.code, exc.message)
 
     async def on_user_error(request: Request, exc: Exception) -> JSONResponse:
-        status = domain_status(exc)
-        code = getattr(exc, "code", None) or ("not_found" if status == 404 else "refused")
-        return _error_response(status, str(code), str(exc)[:1000])
+        # A problem the caller can fix (a bad file, a bad option of a domain package): 400 and its reason.
+        code = getattr(exc, "code", None) or "refused"
+        return _error_response(400, str(code), str(exc)[:1000])
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
