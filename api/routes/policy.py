@@ -22,6 +22,7 @@ Where each answer comes from:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -327,9 +328,13 @@ def learn_policy(request: Request, body: LearnRequest) -> LearnedPolicy:
     with _SensorLock(handle):
         if not collector.pairs:
             raise ApiError(409, "nothing_observed", "the sensor has not seen any traffic a policy judges yet")
-        text = render_policy(collector, sources, body.site)
-        hosts, pairs = len(collector.hosts), len(collector.pairs)
-    return LearnedPolicy(yaml=text, sources=sources, hosts=hosts, host_pairs=pairs)
+        # copy what was observed and let the sensor go on: zone proposal (graph communities) is the
+        # slow part and must not hold up packet processing
+        observed = copy.deepcopy(collector)
+    text = render_policy(observed, sources, body.site)
+    return LearnedPolicy(
+        yaml=text, sources=sources, hosts=len(observed.hosts), host_pairs=len(observed.pairs)
+    )
 
 
 @router.get(

@@ -142,6 +142,9 @@ class TimingDetector:
             and stats.mean >= MIN_FAST_PERIOD
             and stats.std <= NEW_PERIODIC_CV * stats.mean
         ):
+            if len(self.reported_new) >= MAX_NEW_SERIES:
+                # bounded like new_series: forgetting an old report at worst repeats one alert
+                self.reported_new.clear()
             self.reported_new.add(key)
             del self.new_series[key]
             if self.baseline.allows("new_periodic_traffic", key[0], key[1]):

@@ -71,3 +71,16 @@ def test_series_forgotten_by_a_live_asset_reset_is_not_reported_and_does_not_rai
     assert baseline.reset_asset("10.0.0.9") >= 1
     detector.tick(1000.0)
     assert findings == []
+
+
+def test_reported_new_periodic_series_are_capped(monkeypatch: Any) -> None:
+    """Every newly periodic series is reported once; the memory of what was reported stays bounded."""
+    monkeypatch.setattr(timing, "MAX_NEW_SERIES", 50)
+    findings: list[Finding] = []
+    detector = TimingDetector(Baseline(), findings.append)
+    period = max(timing.MIN_FAST_PERIOD, 1.0)
+    for n in range(200):  # 200 series, each polled at a perfectly steady period
+        for k in range(timing.NEW_PERIODIC_INTERVALS + 2):
+            detector.poll(_key(n), 1000.0 * n + k * period, FLOW)
+    assert len(findings) >= 200
+    assert len(detector.reported_new) <= 50
