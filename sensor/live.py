@@ -175,7 +175,12 @@ class LiveRunner:
         if self.follow_eve is not None:
             self._helpers.append(
                 threading.Thread(
-                    target=self._follow_eve, args=(self.follow_eve,), name="eve-follow", daemon=True
+                    # whether the file exists is decided now, not when the thread first runs: a file
+                    # Suricata creates after the start must be read from its first line
+                    target=self._follow_eve,
+                    args=(self.follow_eve, not self.follow_eve.exists()),
+                    name="eve-follow",
+                    daemon=True,
                 )
             )
         for helper in self._helpers:
@@ -282,12 +287,13 @@ class LiveRunner:
                 return
             self.sensor.alerts.publish(alert)
 
-    def _follow_eve(self, path: Path) -> None:
+    def _follow_eve(self, path: Path, from_start: bool) -> None:
         from rules.eve_ingest import follow
 
         logger.info("following Suricata EVE file %s", path)
         try:
-            self.eve_counters = dict(follow(path, self.publish, self._helpers_stop.is_set, poll=EVE_POLL))
+            stop = self._helpers_stop.is_set
+            self.eve_counters = dict(follow(path, self.publish, stop, poll=EVE_POLL, from_start=from_start))
         except Exception:
             logger.exception("following %s failed", path)
 

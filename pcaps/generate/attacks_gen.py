@@ -21,7 +21,6 @@ Run (root: tcpdump and port 502): ``.venv/bin/python -m pcaps.generate.attacks_g
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -42,8 +41,8 @@ from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
 
 from pcaps.generate import mqtt_gen
-from pcaps.generate.modbus_gen import BLOCK, HOST, IDENTITY, PORT, RING_FLUSH_S, UNITS
-from pcaps.generate.record import recording
+from pcaps.generate.modbus_gen import BLOCK, HOST, IDENTITY, PORT, UNITS
+from pcaps.generate.record import generator_main, recording
 
 log = logging.getLogger("attacks_gen")
 
@@ -303,7 +302,6 @@ def generate(out_dir: Path, names: list[str] | None = None) -> list[Path]:
         path = out_dir / name
         with recording(path, f"tcp port {PORT}"):
             asyncio.run(_run_modbus(attack))
-            time.sleep(RING_FLUSH_S)
         written.append(path)
     wanted = [n for n in MQTT_ATTACKS if not names or n in names]
     if wanted:
@@ -315,7 +313,6 @@ def generate(out_dir: Path, names: list[str] | None = None) -> list[Path]:
                     path = out_dir / name
                     with recording(path, f"tcp port {mqtt_gen.PLAIN_PORT}"):
                         _run_mqtt(MQTT_ATTACKS[name][0])
-                        time.sleep(RING_FLUSH_S)
                     written.append(path)
             finally:
                 broker.terminate()
@@ -324,14 +321,7 @@ def generate(out_dir: Path, names: list[str] | None = None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("pcaps"))
-    parser.add_argument("names", nargs="*", help="only these capture names")
-    args: Any = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    for path in generate(args.out, args.names):
-        print(f"{path}: {path.stat().st_size} bytes")
-    return 0
+    return generator_main(__doc__.splitlines()[0] if __doc__ else "", generate, argv)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,11 @@ Run (as root, tcpdump needs the loopback): ``.venv/bin/python -m pcaps.generate.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.datastore import (
@@ -35,7 +32,7 @@ from pymodbus.datastore import (
 from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.server import ModbusTcpServer
 
-from pcaps.generate.record import recording
+from pcaps.generate.record import generator_main, recording
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,6 @@ HOST = "127.0.0.1"
 PORT = 502
 UNITS = (1, 2)
 BLOCK = 100  # registers/coils per table; reads past it raise exception 2
-RING_FLUSH_S = 1.5
 
 IDENTITY = {
     "VendorName": "Zonewarden Test Vendor",
@@ -140,22 +136,12 @@ def generate(out_dir: Path, names: list[str] | None = None) -> list[Path]:
         path = out_dir / name
         with recording(path, f"tcp port {PORT}"):
             asyncio.run(_run(scenario))
-            # tcpdump without --immediate-mode hands packets over in blocks with a ~1 s timeout and
-            # drops what is still in the ring on SIGINT: wait for the last block before stopping it.
-            time.sleep(RING_FLUSH_S)
         written.append(path)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("pcaps"))
-    parser.add_argument("names", nargs="*", help="only these capture names")
-    args: Any = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    for path in generate(args.out, args.names):
-        print(f"{path}: {path.stat().st_size} bytes")
-    return 0
+    return generator_main(__doc__.splitlines()[0] if __doc__ else "", generate, argv)
 
 
 if __name__ == "__main__":

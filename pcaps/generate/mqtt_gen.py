@@ -16,7 +16,6 @@ on lo). Run: ``.venv/bin/python -m pcaps.generate.mqtt_gen``.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import ipaddress
 import logging
@@ -39,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from pcaps.generate.record import recording
+from pcaps.generate.record import generator_main, recording
 
 log = logging.getLogger("mqtt_gen")
 
@@ -327,13 +326,9 @@ def generate(out_dir: Path) -> list[Path]:
     return written
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1])
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    generate(args.out)
+def main(argv: list[str] | None = None) -> int:
+    return generator_main(__doc__.splitlines()[0] if __doc__ else "", lambda out, names: generate(out), argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

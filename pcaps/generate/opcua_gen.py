@@ -15,7 +15,6 @@ Run (as root, tcpdump needs the loopback): ``.venv/bin/python -m pcaps.generate.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import datetime
 import ipaddress
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from pcaps.generate.record import recording
+from pcaps.generate.record import generator_main, recording
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +222,7 @@ def run(out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=Path("pcaps"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    for path in run(args.out):
-        log.warning("wrote %s (%d bytes)", path, path.stat().st_size)
-    return 0
+    return generator_main(__doc__.splitlines()[0] if __doc__ else "", lambda out, names: run(out), argv)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ Each generator starts a real server and client bound to 127.0.0.1 and wraps the 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -52,3 +54,19 @@ def recording(out: Path, bpf: str, interface: str = "lo", snaplen: int = 262144)
                 proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def generator_main(
+    description: str,
+    generate: Callable[[Path, list[str]], Sequence[Path]],
+    argv: list[str] | None = None,
+) -> int:
+    """The command line every generator shares: ``--out DIR`` and optionally the capture names to make."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1])
+    parser.add_argument("names", nargs="*", help="only these capture names (default: all)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for path in generate(args.out, args.names):
+        print(f"{path}: {path.stat().st_size} bytes")
+    return 0

@@ -6,13 +6,10 @@ through the CLI and tshark beside the capture identifying DNP3 and BACnet for th
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +18,7 @@ from typing import Any
 import pytest
 from test_deep_identify import BACNET_DEVICE_INSTANCE, DNP3_MASTER, bacnet_capture, dnp3_capture
 from zw_paths import PCAPS, REPO
+from zw_veth import veth_pair
 
 from sensor.deep import tshark_available
 from sensor.live import LiveRunner
@@ -177,30 +175,8 @@ def _tx_packets(interface: str) -> int:
 
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str]]:
-    """(capture end, sending end) of a fresh veth pair with IPv6 off, so the kernel stays quiet."""
-    if os.geteuid() != 0:
-        pytest.skip("live capture needs root (AF_PACKET socket, veth pair)")
-    for tool in ("ip", "tcpreplay"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    suffix = f"{os.getpid() % 100000}{threading.get_ident() % 97}"
-    capture_end, send_end = f"zwlA{suffix}"[:15], f"zwlB{suffix}"[:15]
-    created = subprocess.run(
-        ["ip", "link", "add", capture_end, "type", "veth", "peer", "name", send_end],
-        capture_output=True,
-        text=True,
-    )
-    if created.returncode != 0:
-        pytest.skip(f"cannot create a veth pair: {created.stderr.strip()}")
-    try:
-        for name in (capture_end, send_end):
-            disable = Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6")
-            if disable.exists():
-                disable.write_text("1")
-            subprocess.run(["ip", "link", "set", name, "up"], check=True)
-        yield capture_end, send_end
-    finally:
-        subprocess.run(["ip", "link", "del", capture_end], capture_output=True)
+    with veth_pair("zwl", ("tcpreplay",)) as ends:
+        yield ends
 
 
 def tcpreplay(interface: str, *captures: Path, pace: tuple[str, ...] = ("--mbps", "10")) -> int:

@@ -4,15 +4,14 @@ blocking, and the capture end never transmits. Needs root; skipped otherwise."""
 from __future__ import annotations
 
 import os
-import shutil
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from zw_veth import veth_pair
 
 from sensor.capture.live import LiveSource
 from sensor.errors import CaptureError
@@ -30,29 +29,8 @@ def _rx_packets(interface: str) -> int:
 
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str]]:
-    """(capture end, sending end) of a fresh veth pair with IPv6 off, so the kernel stays quiet."""
-    if os.geteuid() != 0:
-        pytest.skip("live capture needs root (AF_PACKET socket, veth pair)")
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 'ip' command not found")
-    suffix = f"{os.getpid() % 100000}{threading.get_ident() % 97}"
-    capture_end, send_end = f"zwcA{suffix}"[:15], f"zwcB{suffix}"[:15]
-    created = subprocess.run(
-        ["ip", "link", "add", capture_end, "type", "veth", "peer", "name", send_end],
-        capture_output=True,
-        text=True,
-    )
-    if created.returncode != 0:
-        pytest.skip(f"cannot create a veth pair: {created.stderr.strip()}")
-    try:
-        for name in (capture_end, send_end):
-            disable = Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6")
-            if disable.exists():
-                disable.write_text("1")
-            subprocess.run(["ip", "link", "set", name, "up"], check=True)
-        yield capture_end, send_end
-    finally:
-        subprocess.run(["ip", "link", "del", capture_end], capture_output=True)
+    with veth_pair("zwc", ()) as ends:
+        yield ends
 
 
 def _frame(dport: int, marker: int, proto: str = "tcp") -> bytes:
