@@ -5,6 +5,11 @@ Every capture starts with ``LEARN_S`` seconds of normal traffic at a fast rate (
 window holds many cycles: polling every ``POLL_S`` seconds), then the attack while the normal traffic
 goes on for ``ATTACK_S`` seconds. Times are the real ones: nothing is rewritten.
 
+Each capture is stored gzip-compressed (``attack-*.pcap.gz``, about a quarter of the size: ten seconds
+of fast polling repeat the same few frames): tcpdump records a plain pcap next to it, which is then
+compressed with a fixed header (no file name, mtime 0) and removed. zonewarden and tshark read the
+``.pcap.gz`` as it is; ``gunzip -k`` gives the plain pcap for tools that need one (tcprewrite).
+
 Modbus (pymodbus 3.x server on 127.0.0.1:502 with units 1 and 2, from ``modbus_gen``): the master
 127.0.0.1 polls FC3 holding 0-9 of unit 1 and FC4 input 4-11 of unit 2, and writes holding register 5
 of unit 1 (values 100, 101, 102) once a second; an I/O gateway 127.0.0.4 writes the measured value of a
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import random
 import socket
@@ -30,7 +36,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,16 +191,22 @@ async def process_drift(plant: Plant) -> None:
 
 
 MODBUS_ATTACKS: dict[str, tuple[Attack, str]] = {
-    "attack-modbus-unit-id-scan.pcap": (unit_id_scan, "127.0.0.2 reads unit ids 3-20 (raw frames)"),
-    "attack-modbus-function-code-scan.pcap": (
+    "attack-modbus-unit-id-scan.pcap.gz": (unit_id_scan, "127.0.0.2 reads unit ids 3-20 (raw frames)"),
+    "attack-modbus-function-code-scan.pcap.gz": (
         function_code_scan,
         "the master's host sends FC 7, 11, 12, 17, 20, 24, 41, 42, 65, 100 to unit 1 (raw frames)",
     ),
-    "attack-modbus-write-burst.pcap": (write_burst, "the master writes register 5 forty times back to back"),
-    "attack-modbus-new-host-write.pcap": (new_host_write, "127.0.0.2 writes holding 50-59 = 9999 and 60-64"),
-    "attack-modbus-force-listen-only.pcap": (force_listen_only, "127.0.0.2 sends FC 8 sub-function 4"),
-    "attack-modbus-polling-stop.pcap": (polling_stop, "the master stops polling unit 2"),
-    "attack-modbus-process-drift.pcap": (process_drift, "holding register 7 ramps up 10 counts/s"),
+    "attack-modbus-write-burst.pcap.gz": (
+        write_burst,
+        "the master writes register 5 forty times back to back",
+    ),
+    "attack-modbus-new-host-write.pcap.gz": (
+        new_host_write,
+        "127.0.0.2 writes holding 50-59 = 9999 and 60-64",
+    ),
+    "attack-modbus-force-listen-only.pcap.gz": (force_listen_only, "127.0.0.2 sends FC 8 sub-function 4"),
+    "attack-modbus-polling-stop.pcap.gz": (polling_stop, "the master stops polling unit 2"),
+    "attack-modbus-process-drift.pcap.gz": (process_drift, "holding register 7 ramps up 10 counts/s"),
 }
 
 
@@ -273,8 +285,8 @@ def mqtt_new_command_publisher() -> None:
 
 
 MQTT_ATTACKS: dict[str, tuple[Callable[[], None], str]] = {
-    "attack-mqtt-wildcard-subscriber.pcap": (mqtt_wildcard, "new client diag-tool subscribes to #"),
-    "attack-mqtt-new-command-publisher.pcap": (
+    "attack-mqtt-wildcard-subscriber.pcap.gz": (mqtt_wildcard, "new client diag-tool subscribes to #"),
+    "attack-mqtt-new-command-publisher.pcap.gz": (
         mqtt_new_command_publisher,
         "new client maint-laptop publishes plant/line1/cmd/valve",
     ),
@@ -294,13 +306,28 @@ def _run_mqtt(attack: Callable[[], None]) -> None:
         plant.join()
 
 
+@contextlib.contextmanager
+def recording_gzipped(path: Path, bpf: str) -> Iterator[Path]:
+    """Record like :func:`recording` into the plain pcap beside ``path`` (``X.pcap`` for ``X.pcap.gz``),
+    then write it gzip-compressed to ``path`` and remove the plain one (also when the block fails)."""
+    plain = path.with_suffix("")
+    try:
+        with recording(plain, bpf):
+            yield path
+        # a fixed gzip header (no name, mtime 0): the same capture always gives the same bytes
+        with path.open("wb") as out, gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz:
+            gz.write(plain.read_bytes())
+    finally:
+        plain.unlink(missing_ok=True)
+
+
 def generate(out_dir: Path, names: list[str] | None = None) -> list[Path]:
     written: list[Path] = []
     for name, (attack, _what) in MODBUS_ATTACKS.items():
         if names and name not in names:
             continue
         path = out_dir / name
-        with recording(path, f"tcp port {PORT}"):
+        with recording_gzipped(path, f"tcp port {PORT}"):
             asyncio.run(_run_modbus(attack))
         written.append(path)
     wanted = [n for n in MQTT_ATTACKS if not names or n in names]
@@ -311,7 +338,7 @@ def generate(out_dir: Path, names: list[str] | None = None) -> list[Path]:
             try:
                 for name in wanted:
                     path = out_dir / name
-                    with recording(path, f"tcp port {mqtt_gen.PLAIN_PORT}"):
+                    with recording_gzipped(path, f"tcp port {mqtt_gen.PLAIN_PORT}"):
                         _run_mqtt(MQTT_ATTACKS[name][0])
                     written.append(path)
             finally:

@@ -13,7 +13,7 @@ from zw_paths import PCAPS
 from sensor.detect.baseline import Baseline
 from sensor.runtime import SensorConfig, replay
 
-ATTACK = PCAPS / "attack-modbus-new-host-write.pcap"
+ATTACK = PCAPS / "attack-modbus-new-host-write.pcap.gz"
 ROGUE_RULES = ["anomaly:new_asset", "anomaly:rogue_master_write"]
 
 

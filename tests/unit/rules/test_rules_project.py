@@ -104,13 +104,13 @@ def test_quiet_on_project_captures(name: str, ruleset: RuleSet) -> None:
 # The attack scenarios of pcaps/ (real stacks, see pcaps/README.md) that a signature can see at all; the
 # others (new host, polling stop, drift, bursts judged against a baseline) are for the anomaly detectors.
 ATTACK_FINDINGS = {
-    "attack-modbus-force-listen-only.pcap": {9100001: 1},
-    "attack-modbus-function-code-scan.pcap": {9100006: 2},
-    "attack-mqtt-wildcard-subscriber.pcap": {9100101: 1},
+    "attack-modbus-force-listen-only.pcap.gz": {9100001: 1},
+    "attack-modbus-function-code-scan.pcap.gz": {9100006: 2},
+    "attack-mqtt-wildcard-subscriber.pcap.gz": {9100101: 1},
 }
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in PCAPS.glob("attack-*.pcap")))
+@pytest.mark.parametrize("name", sorted(p.name for p in PCAPS.glob("attack-*.pcap.gz")))
 def test_signatures_on_project_attack_captures(name: str, ruleset: RuleSet) -> None:
     assert dict(alerts_of([PCAPS / name], ruleset)) == ATTACK_FINDINGS.get(name, {})
 

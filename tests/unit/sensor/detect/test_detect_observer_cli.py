@@ -12,7 +12,7 @@ from zw_paths import PCAPS
 from sensor.cli import main
 from sensor.detect.baseline import Baseline
 
-ATTACK = PCAPS / "attack-modbus-new-host-write.pcap"
+ATTACK = PCAPS / "attack-modbus-new-host-write.pcap.gz"
 
 
 def test_aggregation_window_and_deterministic_ids() -> None:
