@@ -379,10 +379,7 @@ class LiveRunner:
 
     def status(self) -> dict[str, Any]:
         """Live counters for ``GET /api/v1/status`` (``api.app.SensorHandle``)."""
-        summary = self.summary()
-        if self.source is not None and not self.finished.is_set():
-            # Capture counters reach the summary when the source closes; while live, read them directly.
-            summary = {**summary, "capture": self.source.counters.as_dict()}
+        summary = self.summary()  # its capture counters include the live source's (Sensor.capture_counters)
         return {
             "sensor": {
                 "running": not self.finished.is_set(),

@@ -8,6 +8,7 @@ files or a live capture is driven.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,21 +156,37 @@ class Sensor:
             self.pipeline.add_sink(stats, (stats.name,))
         self.core_stats = CoreStats(self.pipeline)
         self.pipeline.add_sink(self.core_stats, ("",))
-        self.capture = CaptureCounters()
+        self.capture = CaptureCounters()  # the sources that closed, summed
+        self._reading: Source | None = None  # the source being read now (its counters still grow)
+        # Readers (the flush thread's commit, a status request) may run while run_source closes a
+        # source: this lock makes "absorb its counters and forget it" one step for them.
+        self._capture_lock = threading.Lock()
         self.files: list[FileReport] = []
         self.other_protocols: dict[str, int] | None = None
         if self.inventory.store is not None:  # the store keeps the counters (GET /api/v1/status)
             self.inventory.summary_counters = self.saved_counters
 
-    def _absorb_capture(self, counters: CaptureCounters) -> None:
-        for key, value in counters.as_dict().items():
-            setattr(self.capture, key, getattr(self.capture, key) + value)
+    def capture_counters(self) -> dict[str, int]:
+        """The capture counters so far: the closed sources' plus those of the source being read, so
+        that a live capture's drops show while it runs (its capture thread updates them: plain ints)."""
+        with self._capture_lock:
+            totals = self.capture.as_dict()
+            reading = self._reading
+            if reading is not None:
+                for key, value in reading.counters.as_dict().items():
+                    totals[key] += value
+        return totals
 
     def run_source(self, source: Source, on_frame: Callable[[Frame], None] | None = None) -> None:
-        """Drive frames of one source through the pipeline (raises CaptureError on corruption)."""
+        """Drive frames of one source through the pipeline (raises CaptureError on corruption).
+
+        Its counters count from now (:meth:`capture_counters`) and are absorbed into :attr:`capture`
+        once it is closed: a live source's capture thread counts its last kernel drops while closing."""
+        with self._capture_lock:
+            self._reading = source
         process = self.pipeline.process
-        frames: Iterator[Frame] = source.frames()
         try:
+            frames: Iterator[Frame] = source.frames()
             if on_frame is None:
                 for frame in frames:
                     process(frame)
@@ -178,8 +195,13 @@ class Sensor:
                     process(frame)
                     on_frame(frame)
         finally:
-            self._absorb_capture(source.counters)
-            source.close()
+            try:
+                source.close()
+            finally:
+                with self._capture_lock:
+                    for key, value in source.counters.as_dict().items():
+                        setattr(self.capture, key, getattr(self.capture, key) + value)
+                    self._reading = None
 
     def replay_file(self, path: Path, on_frame: Callable[[Frame], None] | None = None) -> FileReport:
         report = FileReport(str(path))
@@ -231,13 +253,13 @@ class Sensor:
     def saved_counters(self) -> dict[str, int]:
         """The summary's counters as the store keeps them at each commit (sensor/store/summary_counters.py):
         packets, bytes, flows, decode errors, flow table (TCP gaps), capture (drops), per-protocol
-        counts and alerts; capture counters reach it when a source closes."""
+        counts and alerts; capture counters include the source being read (a live capture's drops)."""
         import time
 
         from sensor.store.summary_counters import SAVED_AT, flatten_summary
 
         doc = self.core_stats.section()
-        doc["capture"] = self.capture.as_dict()
+        doc["capture"] = self.capture_counters()
         for s in self.protocol_stats:
             doc[s.name] = s.stats.section()
         doc["alerts"] = self.alerts.section()
@@ -247,7 +269,7 @@ class Sensor:
 
     def summary(self) -> dict[str, Any]:
         out = self.core_stats.section()
-        out["capture"] = self.capture.as_dict()
+        out["capture"] = self.capture_counters()
         for s in self.protocol_stats:
             out[s.name] = s.stats.section()
         out["alerts"] = self.alerts.section()

@@ -268,3 +268,34 @@ def test_live_deep_identifies_dnp3_and_bacnet_beside_capture(veth: tuple[str, st
     assert device is not None and outstation is not None
     assert device.identity.get("bacnet.device_instance") == str(BACNET_DEVICE_INSTANCE)
     assert _tx_packets(capture_end) == tx_before
+
+
+@pytest.mark.needs_root
+def test_live_queue_drops_reach_status_and_store_before_stop(veth: tuple[str, str], tmp_path: Path) -> None:
+    from sensor.limits import Limits
+
+    capture_end, send_end = veth
+    db = tmp_path / "zw.db"
+    sensor = Sensor(SensorConfig(db_path=db, limits=Limits(capture_queue_frames=4)))
+    runner = LiveRunner(sensor, interface=capture_end, flush_interval=0.1)
+    runner.start()
+    try:
+        source = runner.source
+        # Holding the runner's lock stalls the pipeline after one frame: the capture queue (4) fills.
+        with runner.lock:
+            assert tcpreplay(send_end, MODBUS) == 58
+            wait_for(lambda: source.counters.packets >= 58)
+        drops = source.counters.queue_drops
+        assert drops == source.counters.packets - 5 > 0  # one frame taken, four queued
+        status = runner.status()
+        assert status["sensor"]["running"] and status["summary"]["capture"]["queue_drops"] == drops
+        # the flush thread's commits carry them: GET /api/v1/status of a server reading this store
+        query = "SELECT value FROM counters WHERE name = '/summary/capture/queue_drops'"
+        wait_for(lambda: stored(db, query) == [(drops,)])
+        assert not runner.finished.is_set()
+    finally:
+        assert runner.stop()
+    assert runner.error is None and runner.final_summary is not None
+    assert runner.final_summary["capture"]["queue_drops"] == drops  # counted once after the source closed
+    assert runner.final_summary["capture"]["packets"] == source.counters.packets
+    assert stored(db, query) == [(drops,)]
