@@ -7,8 +7,12 @@ sight of a host) and the checks of the entries of one conduit.
 Violations aggregate: the same rule between the same two hosts within ``aggregation_window``
 seconds of packet time (300 s by default, from the policy file) is one alert whose ``count`` says
 how often it happened, ``ts`` the first and ``last_ts`` the last time; a poller repeating a forbidden
-read every second gives one alert per window, not 300. The aggregate is published when its window
-has passed (checked as packet time moves on), when the pending table is full, or by ``flush()``.
+read every second gives one alert per window, not 300. One aggregate can span several communications
+(graph edges: protocol and server port) of the two hosts, e.g. Modbus and MQTT with no conduit; when it
+does, its evidence lists them (``protocols``, ``edges``: first seen first, at most ``MAX_EDGES``) so
+that every one of them is marked as violating (``Store.list_edges_with_policy``). The aggregate is
+published when its window has passed (checked as packet time moves on), when the pending table is
+full, or by ``flush()``.
 
 The observer also keeps the compliance counters ``zonewarden policy check`` reports: per conduit,
 the operations allowed and denied; traffic without a conduit; which allow entries were used.
@@ -48,6 +52,7 @@ MAX_PENDING_ALERTS = 10_000  # aggregates held at once; the oldest is published 
 MAX_JUDGED_FLOWS = 250_000  # flows whose operations were judged, waiting for their FlowSummary
 MAX_LABELS_PER_CONDUIT = 512  # distinct operation labels counted per conduit (a port scan makes many)
 MAX_EXAMPLES = 5  # distinct operations kept in an alert's evidence
+MAX_EDGES = 16  # distinct (protocol, server port) kept in an alert's evidence (a port scan makes many)
 
 FlowProtocol = Callable[[FlowRef], str | None]
 """Optional name of a flow's protocol from another source (tshark identification), or None."""
@@ -62,6 +67,8 @@ class _Aggregate:
     app_proto: str
     count: int = 1
     examples: list[str] = field(default_factory=list)
+    edges: list[tuple[str, int]] = field(default_factory=list)  # (protocol, server port), first seen first
+    edges_truncated: bool = False  # more than MAX_EDGES were seen
 
 
 @dataclass(slots=True)
@@ -183,6 +190,8 @@ class PolicyObserver:
 
     def _aggregate(self, v: Verdict, flow: FlowRef, ts: float, app_proto: str) -> None:
         key = (v.rule, flow.client_ip, flow.server_ip)
+        # the edge as the inventory names it (sensor/assets/observer.py): the protocol, else the transport
+        edge = (v.protocol if v.protocol and v.protocol != "unknown" else flow.transport, flow.server_port)
         agg = self._pending.get(key)
         if agg is not None and ts - agg.first_ts > self._policy.window:
             self._emit(self._pending.pop(key))
@@ -192,11 +201,16 @@ class PolicyObserver:
                 oldest = next(iter(self._pending))
                 self._emit(self._pending.pop(oldest))
             summary = v.evidence["summary"] if v.evidence else v.operation
-            self._pending[key] = _Aggregate(v, flow, ts, ts, app_proto, examples=[summary])
+            self._pending[key] = _Aggregate(v, flow, ts, ts, app_proto, examples=[summary], edges=[edge])
             self._oldest_start = min(self._oldest_start, ts)
             return
         agg.count += 1
-        agg.last_ts = ts
+        agg.last_ts = max(agg.last_ts, ts)  # files replayed out of time order
+        if edge != agg.edges[0] and edge not in agg.edges:
+            if len(agg.edges) < MAX_EDGES:
+                agg.edges.append(edge)
+            else:
+                agg.edges_truncated = True
         if len(agg.examples) < MAX_EXAMPLES and v.evidence is not None:
             summary = v.evidence["summary"]
             if summary not in agg.examples:
@@ -220,11 +234,19 @@ class PolicyObserver:
         evidence = dict(v.evidence or {})
         if len(agg.examples) > 1:
             evidence["distinct_operations"] = list(agg.examples)
+        also = ""
+        if len(agg.edges) > 1:  # one alert, several communications of the two hosts: each is violating
+            evidence["protocols"] = list(dict.fromkeys(protocol for protocol, _ in agg.edges))
+            evidence["edges"] = [{"protocol": protocol, "port": port} for protocol, port in agg.edges]
+            also = "; also " + ", ".join(f"{protocol}/{port}" for protocol, port in agg.edges[1:])
+            if agg.edges_truncated:
+                evidence["edges_truncated"] = True
+                also += ", ..."
         where = f"via conduit {v.conduit}" if v.conduit else "with no conduit"
         signature = (
             f"Policy violation {v.reason}: {evidence.get('summary', v.operation)} from {agg.flow.client_ip} "
             f"[{v.src_zone}] to {agg.flow.server_ip}:{agg.flow.server_port} [{v.dest_zone}] {where}"
-            f" ({v.detail})"
+            f" ({v.detail}){also}"
         )
         alert = Alert(
             ts=agg.first_ts,

@@ -651,8 +651,10 @@ class Store:
         One query: the policy alerts grouped by (client, server, protocol, port, conduit, rule) joined to
         the edges; an edge with several groups comes back as several rows, merged here.
         ``policy.status``: ``violation`` (an alert not closed), ``closed`` (every alert closed) or
-        ``none``. (Policy alerts aggregate per rule and host pair, so an alert names the protocol and
-        port of the first operation it counted.)
+        ``none``. Policy alerts aggregate per rule and host pair, so one alert can span several
+        communications of the two hosts: its row names the protocol and port of the first operation it
+        counted and its evidence lists every one (``edges``, policy/observer.py); an alert counts once
+        on each of them.
         """
         where, args = [], []
         if ip:
@@ -667,7 +669,18 @@ class Store:
             " p.conduit, p.rule, p.alerts, p.hits, p.still_open, p.last_ts FROM edges e LEFT JOIN ("
             "SELECT src_ip, dest_ip, app_proto, dest_port, conduit, rule, COUNT(*) AS alerts,"
             " SUM(count) AS hits, SUM(CASE WHEN status = 'closed' THEN 0 ELSE 1 END) AS still_open,"
-            " MAX(last_ts) AS last_ts FROM alerts WHERE category = 'policy'"
+            " MAX(last_ts) AS last_ts FROM ("
+            # the alert's own communication, and the others its evidence lists (policy/observer.py)
+            "SELECT src_ip, dest_ip, app_proto, dest_port, conduit, rule, count, status, last_ts"
+            " FROM alerts WHERE category = 'policy'"
+            # (CASE: whatever order SQLite evaluates the terms in, only valid JSON objects are read)
+            " UNION ALL SELECT a.src_ip, a.dest_ip,"
+            " CASE WHEN x.type = 'object' THEN json_extract(x.value, '$.protocol') END AS protocol,"
+            " CASE WHEN x.type = 'object' THEN json_extract(x.value, '$.port') END AS port,"
+            " a.conduit, a.rule, a.count, a.status, a.last_ts"
+            " FROM alerts a, json_each(CASE WHEN json_valid(a.evidence) THEN a.evidence END, '$.edges') x"
+            " WHERE a.category = 'policy' AND instr(a.evidence, '\"edges\"') > 0 AND x.type = 'object'"
+            " AND NOT (protocol IS a.app_proto AND port IS a.dest_port))"
             " GROUP BY src_ip, dest_ip, app_proto, dest_port, conduit, rule) p"
             " ON p.src_ip = e.client_ip AND p.dest_ip = e.server_ip AND p.app_proto = e.protocol"
             " AND p.dest_port = e.port"

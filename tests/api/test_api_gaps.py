@@ -117,28 +117,115 @@ def test_communications_carry_their_policy_status(judged: tuple[ApiEnv, dict[str
     h = env.auth("viewer")
     edges = env.client.get("/api/v1/communications", headers=h).json()["items"]
     by_protocol = {e["protocol"]: e for e in edges}
-    modbus = by_protocol["modbus"]["policy"]
-    assert modbus["status"] == "violation"
-    [group] = modbus["alerts"]
-    assert group["conduit"] == "" and group["rule"] == "policy:loopback->loopback:no_conduit"
-    assert group["alerts"] == group["open"] == 1 and group["count"] > 1
-    quiet = [e for e in edges if e["protocol"] != "modbus"]
-    assert quiet and all(e["policy"] == {"status": "allowed", "alerts": []} for e in quiet)
+    assert {"modbus", "mqtt", "tls"} <= by_protocol.keys()
+    # the loopback zone denies traffic between its members: one no_conduit alert for the host pair
+    # (aggregated per rule and host pair) lists every communication it counted, and marks each
+    [alert] = env.client.get("/api/v1/alerts", headers=h, params={"category": "policy"}).json()["items"]
+    assert alert["app_proto"] == "modbus" and alert["dest_port"] == 502  # the first operation's
+    assert {(x["protocol"], x["port"]) for x in alert["evidence"]["edges"]} == {
+        (e["protocol"], e["port"]) for e in edges
+    }
+    for edge in edges:
+        policy = edge["policy"]
+        assert policy["status"] == "violation", edge
+        [group] = policy["alerts"]
+        assert group["conduit"] == "" and group["rule"] == "policy:loopback->loopback:no_conduit"
+        assert group["alerts"] == group["open"] == 1 and group["count"] == alert["count"] > 1
     detail = env.client.get("/api/v1/assets/127.0.0.1", headers=h).json()
-    assert {e["protocol"]: e["policy"]["status"] for e in detail["edges"]}["modbus"] == "violation"
-    alert_id = env.client.get("/api/v1/alerts", headers=h, params={"category": "policy"}).json()["items"][0]
-    env.client.post(f"/api/v1/alerts/{alert_id['alert_id']}/close", headers=env.auth("analyst"), json={})
-    closed = env.client.get("/api/v1/communications", headers=h, params={"protocol": "modbus"}).json()
-    assert closed["items"][0]["policy"]["status"] == "closed"
+    assert {e["policy"]["status"] for e in detail["edges"]} == {"violation"}
+    env.client.post(f"/api/v1/alerts/{alert['alert_id']}/close", headers=env.auth("analyst"), json={})
+    closed = env.client.get("/api/v1/communications", headers=h).json()["items"]
+    assert {e["policy"]["status"] for e in closed} == {"closed"}
 
 
-def test_communications_without_a_policy_are_unknown(
-    judged: tuple[ApiEnv, dict[str, Any]], make_env: Callable[..., ApiEnv]
+def test_communications_without_alerts_are_allowed_under_a_policy_and_unknown_without(
+    tmp_path: Path, make_env: Callable[..., ApiEnv]
 ) -> None:
-    env, _ = judged
-    bare = make_env(db_path=env.settings.db_path)
-    edges = bare.client.get("/api/v1/communications", headers=bare.auth("viewer")).json()["items"]
-    assert {e["policy"]["status"] for e in edges if e["protocol"] != "modbus"} == {"unknown"}
+    db = tmp_path / "quiet.db"
+    replay([PCAPS / CAPTURES[0]], SensorConfig(db_path=db))  # no policy: no policy alert
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(LOOPBACK_POLICY)
+    for env, status in (
+        (make_env(db_path=db, policy_path=policy), "allowed"),
+        (make_env(db_path=db), "unknown"),
+    ):
+        edges = env.client.get("/api/v1/communications", headers=env.auth("viewer")).json()["items"]
+        assert edges and all(e["policy"] == {"status": status, "alerts": []} for e in edges)
+
+
+TWO_ZONES = """\
+version: 1
+default: deny
+zones:
+  - id: control
+    members: [10.0.1.0/24]
+  - id: scada
+    members: [10.0.0.0/24]
+conduits: []
+"""
+
+
+def test_one_alert_for_modbus_and_mqtt_without_a_conduit_marks_both_communications(
+    tmp_path: Path, make_env: Callable[..., ApiEnv]
+) -> None:
+    from sensor.dissectors.modbus import codes
+    from sensor.dissectors.modbus.events import ModbusRequest, ModbusTransaction
+    from sensor.dissectors.mqtt import codes as mqtt_codes
+    from sensor.dissectors.mqtt.events import MqttPacket
+    from sensor.dissectors.mqtt.frames import Publish
+    from sensor.records import FlowRef, FlowSummary
+    from sensor.runtime import Sensor
+
+    policy, db = tmp_path / "policy.yaml", tmp_path / "zw.db"
+    policy.write_text(TWO_ZONES)
+    hmi, plc = "10.0.0.5", "10.0.1.5"
+    modbus = FlowRef(1, "1:a", "tcp", hmi, 40000, plc, 502)
+    mqtt = FlowRef(2, "1:b", "tcp", hmi, 40001, plc, 1883)
+    sensor = Sensor(SensorConfig(db_path=db, policy_path=policy))
+    sinks = sensor.observers  # what the pipeline hands every event: inventory first, then the policy
+    events: list[Any] = [
+        ModbusTransaction(
+            ts=1.0,
+            flow=modbus,
+            transaction_id=1,
+            unit_id=1,
+            function=3,
+            function_name=codes.function_name(3),
+            category=codes.category(3),
+            code_class=codes.code_class(3),
+            status="ok",
+            request=ModbusRequest(function=3, address=0, quantity=2),
+        ),
+        MqttPacket(
+            2.0,
+            mqtt,
+            True,
+            mqtt_codes.PUBLISH,
+            4,
+            "hmi-1",
+            Publish("plant/cmd", 0, False, False, 0, 1, "1", {}, 0),
+        ),
+        FlowSummary(modbus, 1.0, 3.0, 3, 3, 200, 200, "closed", "fin", app_proto="modbus"),
+        FlowSummary(mqtt, 2.0, 4.0, 3, 3, 200, 200, "closed", "fin", app_proto="mqtt"),
+    ]
+    for event in events:
+        for sink in sinks:
+            sink.handle(event)
+    sensor.finish()
+
+    env = make_env(db_path=db, policy_path=policy)
+    h = env.auth("viewer")
+    [alert] = env.client.get("/api/v1/alerts", headers=h, params={"category": "policy"}).json()["items"]
+    assert alert["rule"] == "policy:scada->control:no_conduit" and alert["count"] == 2
+    assert alert["evidence"]["protocols"] == ["modbus", "mqtt"]
+    edges = env.client.get("/api/v1/communications", headers=h).json()["items"]
+    assert sorted((e["protocol"], e["port"], e["policy"]["status"]) for e in edges) == [
+        ("modbus", 502, "violation"),
+        ("mqtt", 1883, "violation"),
+    ]
+    for edge in edges:
+        [group] = edge["policy"]["alerts"]
+        assert (group["rule"], group["alerts"], group["count"]) == ("policy:scada->control:no_conduit", 1, 2)
 
 
 def test_edge_policy_status_is_one_query(judged: tuple[ApiEnv, dict[str, Any]]) -> None:

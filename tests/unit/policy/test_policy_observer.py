@@ -11,7 +11,10 @@ from policy.observer import PolicyObserver
 from policy.reload import PolicyWatcher
 from sensor.dissectors.modbus import codes
 from sensor.dissectors.modbus.events import ModbusRequest, ModbusTransaction
-from sensor.records import Alert, FlowRef
+from sensor.dissectors.mqtt import codes as mqtt_codes
+from sensor.dissectors.mqtt.events import MqttPacket
+from sensor.dissectors.mqtt.frames import Publish
+from sensor.records import Alert, FlowRef, FlowSummary
 
 POLICY = """\
 version: 1
@@ -151,3 +154,61 @@ def test_watcher_thread_starts_and_stops(tmp_path: Path) -> None:
     watcher = PolicyWatcher(obs, path, interval=0.01).start()
     watcher.stop()
     assert watcher._thread is None
+
+
+# The plc zone has no conduit to the hmi zone: everything a PLC opens towards an HMI is a violation.
+PLC, HMI = "10.0.1.5", "10.0.0.5"
+
+
+def publish(ts: float, client: str = PLC, server: str = HMI) -> MqttPacket:
+    message = Publish("plant/line1/status", 0, False, False, 0, 2, "ok", {}, 0)
+    flow = FlowRef(2, "1:y", "tcp", client, 40001, server, 1883)
+    return MqttPacket(ts, flow, True, mqtt_codes.PUBLISH, 4, "plc-gw", message)
+
+
+def test_one_no_conduit_alert_lists_every_protocol_the_two_hosts_spoke() -> None:
+    obs, alerts = observer()
+    obs.handle(tx(1.0, fc=3, client=PLC, server=HMI))  # Modbus/TCP 502
+    obs.handle(publish(2.0))  # MQTT 1883
+    obs.handle(tx(3.0, fc=3, client=PLC, server=HMI))
+    obs.handle(publish(4.0))
+    obs.flush(10.0)
+    [alert] = alerts  # aggregated per (rule, client, server), as before
+    assert (alert.rule, alert.count, alert.ts, alert.last_ts) == ("policy:plc->hmi:no_conduit", 4, 1.0, 4.0)
+    assert alert.evidence["protocols"] == ["modbus", "mqtt"]  # first seen first, each once
+    assert alert.evidence["edges"] == [
+        {"protocol": "modbus", "port": 502},
+        {"protocol": "mqtt", "port": 1883},
+    ]
+    # the record itself still names the first operation's communication
+    assert alert.app_proto == "modbus" and alert.flow is not None and alert.flow.server_port == 502
+    assert alert.evidence["protocol"] == "modbus" and alert.signature.endswith("; also mqtt/1883")
+
+    alone, alone_alerts = observer()
+    alone.handle(tx(1.0, fc=3, client=PLC, server=HMI))
+    alone.handle(tx(3.0, fc=3, client=PLC, server=HMI))
+    alone.flush(10.0)
+    [single] = alone_alerts
+    assert not {"protocols", "edges", "edges_truncated"} & single.evidence.keys()
+    assert "also" not in single.signature
+    assert single.alert_id == alert.alert_id  # what else was counted does not change the id
+
+
+def test_the_communications_an_alert_lists_are_bounded() -> None:
+    obs, alerts = observer()
+    for port in range(1, 41):  # a port scan: flows of no known protocol, named by their transport
+        flow = FlowRef(100 + port, "1:z", "tcp", PLC, 40000, HMI, port)
+        obs.handle(FlowSummary(flow, float(port), float(port), 1, 1, 60, 60, "closed", "rst"))
+    obs.flush(100.0)
+    [alert] = alerts
+    assert alert.count == 40 and alert.evidence["protocols"] == ["tcp"]
+    assert alert.evidence["edges"] == [{"protocol": "tcp", "port": port} for port in range(1, 17)]
+    assert alert.evidence["edges_truncated"] is True and alert.signature.endswith("tcp/16, ...")
+
+
+def test_last_seen_never_goes_back_when_files_are_out_of_time_order() -> None:
+    obs, alerts = observer()
+    obs.handle(tx(100.0, fc=6))
+    obs.handle(tx(50.0, fc=6))  # an older capture replayed after a newer one
+    obs.flush(200.0)
+    assert (alerts[0].ts, alerts[0].last_ts, alerts[0].count) == (100.0, 100.0, 2)

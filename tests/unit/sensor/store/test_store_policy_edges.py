@@ -1,0 +1,73 @@
+"""sensor/store/sqlite.py ``list_edges_with_policy``: a policy alert marks the communication its row names
+and every other one its evidence lists (``edges``, written by policy/observer.py); evidence that lists them
+badly, or an alert of another category, marks nothing else and never breaks the listing."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from zw_paths import PCAPS
+
+from sensor.records import Alert, FlowRef
+from sensor.runtime import Sensor, SensorConfig
+from sensor.store.sqlite import Store
+
+LOOPBACK = "127.0.0.1"
+
+
+def _alert(n: int, evidence: dict[str, Any], category: str = "policy", port: int = 502) -> Alert:
+    return Alert(
+        ts=float(n),
+        flow=FlowRef(n, "1:x", "tcp", LOOPBACK, 40000 + n, LOOPBACK, port),
+        rule=f"policy:a->b:no_conduit#{n}" if category == "policy" else f"1:{n}:1",
+        signature="test",
+        category=category,
+        severity=2,
+        signature_id=9_000_000 + n,
+        app_proto="modbus",
+        evidence=evidence,
+    )
+
+
+def _status(db: Path) -> dict[tuple[str, int], tuple[str, list[str]]]:
+    store = Store(db, readonly=True)
+    try:
+        edges = store.list_edges_with_policy()
+    finally:
+        store.close()
+    return {
+        (e["protocol"], e["port"]): (e["policy"]["status"], [g["rule"] for g in e["policy"]["alerts"]])
+        for e in edges
+    }
+
+
+def test_listed_edges_mark_only_well_formed_policy_evidence(tmp_path: Path) -> None:
+    db = tmp_path / "zw.db"
+    sensor = Sensor(SensorConfig(db_path=db))
+    sensor.replay_file(PCAPS / "modbus-pymodbus-polling.pcap")  # modbus/502 and a bare tcp/502 edge
+    bad_lists: list[Any] = ["tcp/502", [1, "tcp", None, [502]], {"protocol": "tcp", "port": 502}]
+    for n, edges in enumerate(bad_lists, start=1):
+        sensor.alerts.publish(_alert(n, {"edges": edges}))
+    sensor.alerts.publish(_alert(10, {"edges": [{"protocol": "tcp", "port": 502}]}, category="signature"))
+    sensor.finish()
+    before = _status(db)
+    assert before[("modbus", 502)] == ("violation", [f"policy:a->b:no_conduit#{n}" for n in (1, 2, 3)])
+    assert before[("tcp", 502)] == ("none", [])
+
+    sensor = Sensor(SensorConfig(db_path=db))
+    listed = {"edges": [{"protocol": "modbus", "port": 502}, {"protocol": "tcp", "port": 502}, "junk"]}
+    sensor.alerts.publish(_alert(20, listed))
+    sensor.finish()
+    after = _status(db)
+    assert after[("tcp", 502)] == ("violation", ["policy:a->b:no_conduit#20"])
+    # listed and named by its row: counted once there
+    assert after[("modbus", 502)][1].count("policy:a->b:no_conduit#20") == 1
+
+    # a row whose evidence is not JSON (written by something else): listed as its row says, nothing more
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE alerts SET evidence = '{\"edges\": [' WHERE rule = 'policy:a->b:no_conduit#20'")
+    conn.close()
+    assert _status(db)[("tcp", 502)] == ("none", [])
