@@ -7,7 +7,10 @@ or ``lint`` found something, 2 a bad policy file (``file:line: what is wrong`` o
 
     {"violations": [{"rule": "policy:<conduit or a->b>:<reason>", "src_ip": ..., "dest_ip": ...,
                      "dest_port": ..., "count": N, "reason": ..., "src_zone": ..., "dest_zone": ...,
-                     "conduit": ..., "first_ts": ..., "last_ts": ..., "severity": ..., "evidence": {...}}],
+                     "conduit": ..., "first_ts": ..., "last_ts": ..., "severity": ..., "evidence": {...},
+                     "alerts": N, "edges": [{"protocol": ..., "port": ...}], "protocols": [...],
+                     "dest_ports": [...], "edges_truncated": false, "operations": [...],
+                     "operations_truncated": false}],
      "conduits": {"<id>": {"from": ..., "to": ..., "allowed": {"modbus:read_coils": N},
                            "denied": {...}, "unused_rules": [index, ...]}},
      "no_conduit": [...], "unused_rules": [...], "summary": {...}}
@@ -172,14 +175,25 @@ def merge_violations(alerts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     Each input is an alert as a dict with the alert store's field names (``rule``, ``src_ip``,
     ``dest_ip``, ``dest_port``, ``count``, ``src_zone``, ``dest_zone``, ``conduit``, ``ts``,
     ``last_ts``, ``severity``, ``signature``, ``evidence``), so the web API can report from the store.
+
+    A rule between two hosts fires once per aggregation window, and one alert can span several
+    communications of the two hosts (policy/observer.py), so a merged row can stand for many ports,
+    protocols and operations. It keeps the earliest alert's ``dest_port``, ``signature`` and
+    ``evidence`` whatever order the alerts come in (the CLI hands them in publication order, the API
+    newest first), the most severe ``severity`` (1 is the highest), and adds what all of them saw:
+    ``alerts`` (how many were merged), ``edges`` (``{protocol, port}`` first seen first, named as the
+    inventory names communications: the protocol, else the transport), ``protocols``, ``dest_ports``
+    (sorted) and ``operations`` (distinct summaries), at most :data:`MAX_MERGED_EDGES` edges and
+    :data:`MAX_MERGED_OPERATIONS` operations (``edges_truncated``, ``operations_truncated``).
     """
     merged: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for a in alerts:
+    seen: dict[tuple[str, str, str], _Seen] = {}
+    for a in sorted(alerts, key=lambda a: (a["ts"], a["dest_port"], str(a["signature"]))):
         key = (a["rule"], a["src_ip"], a["dest_ip"])
         row = merged.get(key)
         last = a["last_ts"] or a["ts"]
         if row is None:
-            merged[key] = {
+            row = merged[key] = {
                 "rule": a["rule"],
                 "src_ip": a["src_ip"],
                 "dest_ip": a["dest_ip"],
@@ -195,11 +209,78 @@ def merge_violations(alerts: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "signature": a["signature"],
                 "evidence": a["evidence"],
             }
+            seen[key] = _Seen()
         else:
             row["count"] += a["count"]
             row["first_ts"] = min(row["first_ts"], a["ts"])
             row["last_ts"] = max(row["last_ts"], last)
+            row["severity"] = min(row["severity"], a["severity"])
+        seen[key].add(a)
+    for key, row in merged.items():
+        row.update(seen[key].fields())
     return sorted(merged.values(), key=lambda r: (r["rule"], r["src_ip"], r["dest_ip"]))
+
+
+MAX_MERGED_EDGES = 64  # distinct (protocol, port) listed per merged violation (a long port scan makes many)
+MAX_MERGED_OPERATIONS = 16  # distinct operation summaries listed per merged violation
+
+
+class _Seen:
+    """What the alerts merged into one violation saw: their communications and operations."""
+
+    def __init__(self) -> None:
+        self.alerts = 0
+        self.edges: dict[tuple[str, int], None] = {}  # first seen first
+        self.protocols: dict[str, None] = {}
+        self.edges_truncated = False
+        self.operations: dict[str, None] = {}
+        self.operations_truncated = False
+
+    def add(self, alert: dict[str, Any]) -> None:
+        self.alerts += 1
+        evidence = alert["evidence"] if isinstance(alert["evidence"], dict) else {}
+        # the alert's own communication, as policy/observer.py names the edges it lists
+        protocol = evidence.get("protocol")
+        if not isinstance(protocol, str) or protocol in ("", "unknown"):
+            protocol = evidence.get("transport")
+        if not isinstance(protocol, str) or not protocol:
+            protocol = alert.get("app_proto") or "unknown"
+        self._edge(str(protocol), alert["dest_port"])
+        listed = evidence.get("edges")
+        for edge in listed if isinstance(listed, list) else ():
+            if isinstance(edge, dict):
+                self._edge(edge.get("protocol"), edge.get("port"))
+        if evidence.get("edges_truncated") is True:
+            self.edges_truncated = True
+        operations = evidence.get("distinct_operations")
+        for operation in operations if isinstance(operations, list) else [evidence.get("summary")]:
+            if isinstance(operation, str) and operation not in self.operations:
+                if len(self.operations) < MAX_MERGED_OPERATIONS:
+                    self.operations[operation] = None
+                else:
+                    self.operations_truncated = True
+
+    def _edge(self, protocol: Any, port: Any) -> None:
+        if not isinstance(protocol, str) or not protocol or type(port) is not int:
+            return  # evidence written by something else: nothing to list
+        if (protocol, port) in self.edges:
+            return
+        if len(self.edges) < MAX_MERGED_EDGES:
+            self.edges[(protocol, port)] = None
+            self.protocols[protocol] = None
+        else:
+            self.edges_truncated = True
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "alerts": self.alerts,
+            "edges": [{"protocol": protocol, "port": port} for protocol, port in self.edges],
+            "protocols": list(self.protocols),
+            "dest_ports": sorted({port for _, port in self.edges}),
+            "edges_truncated": self.edges_truncated,
+            "operations": list(self.operations),
+            "operations_truncated": self.operations_truncated,
+        }
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -225,6 +306,9 @@ def _print_report(report: dict[str, Any]) -> None:
         for v in report["violations"]:
             print(f"  {v['count']:>8}  {v['rule']}  {v['src_ip']} -> {v['dest_ip']}:{v['dest_port']}")
             print(f"            {v['evidence'].get('summary', '')}: {v['evidence'].get('detail', '')}")
+            if len(v["edges"]) > 1:
+                listed = ", ".join(f"{e['protocol']}/{e['port']}" for e in v["edges"])
+                print(f"            on {listed}{', ...' if v['edges_truncated'] else ''}")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -128,6 +128,17 @@ class Violation(BaseModel):
     severity: int
     signature: str
     evidence: Any = None
+    # what all the merged alerts saw (dest_port, signature and evidence are the earliest alert's)
+    alerts: int = Field(0, description="policy alerts merged into this violation")
+    edges: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="communications {protocol, port}, first seen first, as the map names",
+    )
+    protocols: list[str] = Field(default_factory=list)
+    dest_ports: list[int] = Field(default_factory=list)
+    edges_truncated: bool = False
+    operations: list[str] = Field(default_factory=list, description="distinct operations, first seen first")
+    operations_truncated: bool = False
 
 
 class ComplianceReport(BaseModel):

@@ -654,7 +654,9 @@ class Store:
         ``none``. Policy alerts aggregate per rule and host pair, so one alert can span several
         communications of the two hosts: its row names the protocol and port of the first operation it
         counted and its evidence lists every one (``edges``, policy/observer.py); an alert counts once
-        on each of them.
+        on each of them. An alert about a flow no dissector claimed (a bare service, a port scan) has an
+        empty ``app_proto`` (EVE: no application layer) while the inventory names its edge by the
+        transport (sensor/assets/observer.py): its row's communication is the evidence's ``transport``.
         """
         where, args = [], []
         if ip:
@@ -671,8 +673,8 @@ class Store:
             " SUM(count) AS hits, SUM(CASE WHEN status = 'closed' THEN 0 ELSE 1 END) AS still_open,"
             " MAX(last_ts) AS last_ts FROM ("
             # the alert's own communication, and the others its evidence lists (policy/observer.py)
-            "SELECT src_ip, dest_ip, app_proto, dest_port, conduit, rule, count, status, last_ts"
-            " FROM alerts WHERE category = 'policy'"
+            f"SELECT src_ip, dest_ip, {_ALERT_EDGE_PROTOCOL.format(a='')} AS app_proto, dest_port, conduit,"
+            " rule, count, status, last_ts FROM alerts WHERE category = 'policy'"
             # (CASE: whatever order SQLite evaluates the terms in, only valid JSON objects are read)
             " UNION ALL SELECT a.src_ip, a.dest_ip,"
             " CASE WHEN x.type = 'object' THEN json_extract(x.value, '$.protocol') END AS protocol,"
@@ -680,7 +682,7 @@ class Store:
             " a.conduit, a.rule, a.count, a.status, a.last_ts"
             " FROM alerts a, json_each(CASE WHEN json_valid(a.evidence) THEN a.evidence END, '$.edges') x"
             " WHERE a.category = 'policy' AND instr(a.evidence, '\"edges\"') > 0 AND x.type = 'object'"
-            " AND NOT (protocol IS a.app_proto AND port IS a.dest_port))"
+            f" AND NOT (protocol IS {_ALERT_EDGE_PROTOCOL.format(a='a.')} AND port IS a.dest_port))"
             " GROUP BY src_ip, dest_ip, app_proto, dest_port, conduit, rule) p"
             " ON p.src_ip = e.client_ip AND p.dest_ip = e.server_ip AND p.app_proto = e.protocol"
             " AND p.dest_port = e.port"
@@ -819,6 +821,13 @@ class Store:
 _EDGE_SELECT: Final = (
     "SELECT edge_id, client_ip, server_ip, protocol, port, transport, packets, bytes, flows, first_seen,"
     " last_seen, operations FROM edges"
+)
+# The protocol of the edge a policy alert's row names, as the inventory names edges: the app_proto, else
+# (a flow no dissector claimed) the transport the evidence records (policy/evaluate.py); NULL (no edge)
+# when the evidence is not JSON or records none. ``{a}``: the alerts table's alias with its dot, or "".
+_ALERT_EDGE_PROTOCOL: Final = (
+    "(CASE WHEN {a}app_proto <> '' THEN {a}app_proto"
+    " WHEN json_valid({a}evidence) THEN json_extract({a}evidence, '$.transport') END)"
 )
 _ALERT_COLUMNS: Final = (
     "alert_id, ts, last_ts, rule, signature, category, severity, signature_id, rev, app_proto, flow_id, "

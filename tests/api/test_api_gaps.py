@@ -3,13 +3,14 @@ certificates with their wire↔PKI status, and ``serve --cert-expiry-days``."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from zw_api_env import ApiEnv
-from zw_paths import PCAPS
+from zw_paths import PCAPS, REPO
 
 from api.auth import ROLE_PERMISSIONS
 from api.roles import Role
@@ -226,6 +227,49 @@ def test_one_alert_for_modbus_and_mqtt_without_a_conduit_marks_both_communicatio
     for edge in edges:
         [group] = edge["policy"]["alerts"]
         assert (group["rule"], group["alerts"], group["count"]) == ("policy:scada->control:no_conduit", 1, 2)
+
+
+def test_an_unidentified_flow_without_a_conduit_marks_its_tcp_communication(
+    tmp_path: Path, make_env: Callable[..., ApiEnv]
+) -> None:
+    """No dissector claims a bare service or a port scan: the alert's app_proto stays empty (EVE: no
+    application layer) while the inventory names the edge by its transport; the edge is still violating."""
+    sys.path.insert(0, str(REPO / "tests" / "replay"))
+    from builders import T0, Conversation, _write
+
+    policy, db, pcap = tmp_path / "policy.yaml", tmp_path / "zw.db", tmp_path / "unknown.pcap"
+    policy.write_text(TWO_ZONES)
+    service = Conversation("10.0.0.5", "10.0.1.5", 40000, 9999).handshake()
+    service.send(True, b"hello\r\n").send(False, b"world\r\n").close()
+    scan = []
+    for n, port in enumerate((21, 23, 80)):  # SYN, RST: one alert for the three (rule and host pair)
+        probe = Conversation("10.0.0.6", "10.0.1.5", 41000 + n, port, t0=T0 + 10)
+        probe.packets += [probe._pkt(True, "S"), probe._pkt(False, "RA")]
+        scan.append(probe)
+    _write(pcap, service, *scan)
+    replay([pcap], SensorConfig(db_path=db, policy_path=policy))
+
+    env = make_env(db_path=db, policy_path=policy)
+    h = env.auth("viewer")
+    alerts = env.client.get("/api/v1/alerts", headers=h, params={"category": "policy"}).json()["items"]
+    assert sorted((a["src_ip"], a["dest_port"], a["app_proto"], a["count"]) for a in alerts) == [
+        ("10.0.0.5", 9999, "", 1),
+        ("10.0.0.6", 21, "", 3),
+    ]
+    assert all("app_proto" not in a["eve"] for a in alerts)  # EVE names no application layer
+    edges = env.client.get("/api/v1/communications", headers=h).json()["items"]
+    assert sorted((e["client"], e["protocol"], e["port"], e["policy"]["status"]) for e in edges) == [
+        ("10.0.0.5", "tcp", 9999, "violation"),
+        ("10.0.0.6", "tcp", 21, "violation"),
+        ("10.0.0.6", "tcp", 23, "violation"),
+        ("10.0.0.6", "tcp", 80, "violation"),
+    ]
+    for edge in edges:  # the scan's alert counts once on the port its row names, and on each other
+        [group] = edge["policy"]["alerts"]
+        assert (group["rule"], group["alerts"], group["open"]) == ("policy:scada->control:no_conduit", 1, 1)
+        assert group["count"] == (1 if edge["port"] == 9999 else 3)
+    detail = env.client.get("/api/v1/assets/10.0.0.5", headers=h).json()
+    assert [e["policy"]["status"] for e in detail["edges"]] == ["violation"]
 
 
 def test_edge_policy_status_is_one_query(judged: tuple[ApiEnv, dict[str, Any]]) -> None:

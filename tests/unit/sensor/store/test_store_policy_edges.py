@@ -71,3 +71,51 @@ def test_listed_edges_mark_only_well_formed_policy_evidence(tmp_path: Path) -> N
         conn.execute("UPDATE alerts SET evidence = '{\"edges\": [' WHERE rule = 'policy:a->b:no_conduit#20'")
     conn.close()
     assert _status(db)[("tcp", 502)] == ("none", [])
+
+
+def _unidentified(n: int, evidence: dict[str, Any]) -> Alert:
+    """A policy alert about a flow no dissector claimed: app_proto empty, the transport in its evidence."""
+    return Alert(
+        ts=float(n),
+        flow=FlowRef(n, "1:x", "tcp", LOOPBACK, 40000 + n, LOOPBACK, 502),
+        rule=f"policy:a->b:no_conduit#{n}",
+        signature="test",
+        category="policy",
+        severity=2,
+        signature_id=9_000_000 + n,
+        evidence=evidence,
+    )
+
+
+def test_an_unidentified_flows_alert_marks_the_edge_named_by_its_transport(tmp_path: Path) -> None:
+    db = tmp_path / "zw.db"
+    sensor = Sensor(SensorConfig(db_path=db))
+    sensor.replay_file(PCAPS / "modbus-pymodbus-polling.pcap")  # modbus/502 and a bare tcp/502 edge
+    sensor.alerts.publish(_unidentified(1, {"transport": "tcp"}))
+    sensor.alerts.publish(_unidentified(2, {"transport": "udp"}))  # no udp/502 edge: marks nothing
+    sensor.alerts.publish(_unidentified(3, {}))  # no transport recorded: as before, marks nothing
+    listed = {
+        "transport": "tcp",
+        "edges": [{"protocol": "tcp", "port": 502}, {"protocol": "modbus", "port": 502}],
+    }
+    sensor.alerts.publish(_unidentified(4, listed))
+    sensor.finish()
+    store = Store(db, readonly=True)
+    try:
+        groups = {
+            (e["protocol"], e["port"]): [(g["rule"], g["alerts"]) for g in e["policy"]["alerts"]]
+            for e in store.list_edges_with_policy()
+        }
+    finally:
+        store.close()
+    # #4 is named by its row and listed in its evidence on tcp/502: counted once there
+    assert groups[("tcp", 502)] == [("policy:a->b:no_conduit#1", 1), ("policy:a->b:no_conduit#4", 1)]
+    assert groups[("modbus", 502)] == [("policy:a->b:no_conduit#4", 1)]
+
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "UPDATE alerts SET evidence = '{\"transport\": ' WHERE rule = 'policy:a->b:no_conduit#1'"
+        )
+    conn.close()
+    assert _status(db)[("tcp", 502)] == ("violation", ["policy:a->b:no_conduit#4"])
