@@ -657,6 +657,10 @@ class Store:
         on each of them. An alert about a flow no dissector claimed (a bare service, a port scan) has an
         empty ``app_proto`` (EVE: no application layer) while the inventory names its edge by the
         transport (sensor/assets/observer.py): its row's communication is the evidence's ``transport``.
+        With ``--deep``, tshark may name that flow afterwards (or, live, before the alert) and the
+        inventory renames its edge after the protocol (``s7comm_plus``, ``dnp3``): a communication named
+        by a transport is also the edge of the same hosts, transport and port that tshark named
+        (:data:`_TRANSPORT_MATCHES_EDGE`), never a native dissector's edge.
         """
         where, args = [], []
         if ip:
@@ -684,8 +688,8 @@ class Store:
             " WHERE a.category = 'policy' AND instr(a.evidence, '\"edges\"') > 0 AND x.type = 'object'"
             f" AND NOT (protocol IS {_ALERT_EDGE_PROTOCOL.format(a='a.')} AND port IS a.dest_port))"
             " GROUP BY src_ip, dest_ip, app_proto, dest_port, conduit, rule) p"
-            " ON p.src_ip = e.client_ip AND p.dest_ip = e.server_ip AND p.app_proto = e.protocol"
-            " AND p.dest_port = e.port"
+            " ON p.src_ip = e.client_ip AND p.dest_ip = e.server_ip AND p.dest_port = e.port"
+            f" AND (p.app_proto = e.protocol OR {_TRANSPORT_MATCHES_EDGE})"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY e.edge_id, p.conduit, p.rule"
         )
@@ -828,6 +832,18 @@ _EDGE_SELECT: Final = (
 _ALERT_EDGE_PROTOCOL: Final = (
     "(CASE WHEN {a}app_proto <> '' THEN {a}app_proto"
     " WHEN json_valid({a}evidence) THEN json_extract({a}evidence, '$.transport') END)"
+)
+# A policy row naming a transport (``tcp``/``udp``: a flow no native dissector claimed) is also about the
+# edge of the same hosts and port that ``--deep`` renamed after the protocol tshark identified
+# (InventoryObserver.absorb_other_protocols): that edge keeps its transport, and tshark never names a
+# native protocol (sensor/deep.py DEFAULT_SKIP), so any edge whose protocol is not one of the native
+# dissectors' names (sensor/runtime.py default_dissectors) is tshark's. Matching here rather than
+# rewriting the stored alert's app_proto when the flow is named: an alert is the record EVE and the
+# outputs already carried (its alert_id and body do not change afterwards), one alert can span several
+# flows, and live --deep names a flow before or after its alert is raised; the match holds in either
+# order and for databases written before.
+_TRANSPORT_MATCHES_EDGE: Final = (
+    "(p.app_proto = e.transport AND e.protocol NOT IN ('modbus', 'opcua', 'mqtt', 'tls'))"
 )
 _ALERT_COLUMNS: Final = (
     "alert_id, ts, last_ts, rule, signature, category, severity, signature_id, rev, app_proto, flow_id, "

@@ -119,3 +119,59 @@ def test_an_unidentified_flows_alert_marks_the_edge_named_by_its_transport(tmp_p
         )
     conn.close()
     assert _status(db)[("tcp", 502)] == ("violation", ["policy:a->b:no_conduit#4"])
+
+
+def _unidentified_on(n: int, transport: str, port: int) -> Alert:
+    """A policy alert about a flow no native dissector claimed, on ``transport``/``port``."""
+    return Alert(
+        ts=float(n),
+        flow=FlowRef(n, "1:x", transport, LOOPBACK, 40000 + n, LOOPBACK, port),
+        rule=f"policy:a->b:no_conduit#{n}",
+        signature="test",
+        category="policy",
+        severity=2,
+        signature_id=9_000_000 + n,
+        evidence={"protocol": "unknown", "transport": transport, "summary": f"unidentified flow on {port}"},
+    )
+
+
+def _tshark_named(protocol: str, transport: str, port: int) -> Any:
+    from sensor.deep import OtherProtocolFlow
+
+    return OtherProtocolFlow(protocol, transport, LOOPBACK, 41000, LOOPBACK, port, 1.0, 2.0, 4)
+
+
+def test_an_unidentified_flows_alert_marks_its_edge_after_tshark_named_it(tmp_path: Path) -> None:
+    """--deep renames a flow's tcp/udp edge after the protocol tshark identified (s7comm_plus, dnp3,
+    bacnet...), before or after the policy alert about the flow (replay: after; live: either): the alert
+    still names the transport, and the renamed edge is the communication it is about."""
+    db = tmp_path / "zw.db"
+    sensor = Sensor(SensorConfig(db_path=db))
+    sensor.replay_file(PCAPS / "modbus-pymodbus-polling.pcap")  # modbus/502 and a bare tcp/502 edge
+    sensor.alerts.publish(_unidentified_on(1, "tcp", 102))
+    sensor.alerts.publish(_unidentified_on(2, "udp", 47808))
+    sensor.alerts.publish(_unidentified_on(3, "tcp", 47808))  # another transport: not the BACnet edge
+    sensor.alerts.publish(_unidentified_on(4, "tcp", 502))  # the bare tcp/502 edge, never the Modbus one
+    sensor.inventory.absorb_other_protocols(
+        [_tshark_named("s7comm_plus", "tcp", 102), _tshark_named("bacnet", "udp", 47808)]
+    )
+    sensor.inventory.absorb_other_protocols([_tshark_named("dnp3", "tcp", 20000)])
+    sensor.alerts.publish(_unidentified_on(5, "tcp", 20000))  # named before its alert (live --deep)
+    sensor.finish()
+    status = _status(db)
+    assert status[("s7comm_plus", 102)] == ("violation", ["policy:a->b:no_conduit#1"])
+    assert status[("bacnet", 47808)] == ("violation", ["policy:a->b:no_conduit#2"])
+    assert status[("dnp3", 20000)] == ("violation", ["policy:a->b:no_conduit#5"])
+    assert status[("tcp", 502)] == ("violation", ["policy:a->b:no_conduit#4"])
+    assert status[("modbus", 502)] == ("none", [])  # a native dissector's edge: its alerts name it
+    assert ("tcp", 102) not in status and ("tcp", 47808) not in status
+
+
+def test_every_native_dissectors_edge_is_kept_from_transport_matching() -> None:
+    """The store names the native dissectors in SQL: a dissector added to the sensor must be added there."""
+    from sensor.runtime import default_dissectors
+    from sensor.store.sqlite import _TRANSPORT_MATCHES_EDGE
+
+    names = {d.name for d in default_dissectors()}
+    assert names == {"modbus", "opcua", "mqtt", "tls"}
+    assert all(f"'{name}'" in _TRANSPORT_MATCHES_EDGE for name in names)
