@@ -661,14 +661,6 @@ def learn(paths: Sequence[Path], site: str = "", deep: bool = False) -> tuple[st
 
 def deep_flow_protocols(paths: Sequence[Path]) -> Any:
     """A flow -> protocol lookup from tshark's identification (``--deep``), keyed by the 5-tuple."""
-    from sensor.deep import identify_other_protocols
+    from sensor.deep import flow_protocol_lookup, identify_other_protocols
 
-    table: dict[tuple[str, str, int, str, int], str] = {}
-    for f in identify_other_protocols(list(paths)):
-        table[(f.transport, f.client_ip, f.client_port, f.server_ip, f.server_port)] = f.protocol
-        table[(f.transport, f.server_ip, f.server_port, f.client_ip, f.client_port)] = f.protocol
-
-    def lookup(flow: FlowRef) -> str | None:
-        return table.get((flow.transport, flow.client_ip, flow.client_port, flow.server_ip, flow.server_port))
-
-    return lookup
+    return flow_protocol_lookup(identify_other_protocols(list(paths)))

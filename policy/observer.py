@@ -153,9 +153,11 @@ class PolicyObserver:
                 self._judged.discard(event.flow.flow_id)
                 return
             name = self.flow_protocol(event.flow) if self.flow_protocol is not None else None
-            self._record(evaluate_flow(self._policy, event, name), event)
+            # a flow tshark named is that protocol's communication: the alert's app_proto says so, as its
+            # verdict and edge do (the store matches it to the edge the inventory renamed after it)
+            self._record(evaluate_flow(self._policy, event, name), event, name or event.app_proto)
 
-    def _record(self, verdicts: list[Verdict], event: AppEvent) -> None:
+    def _record(self, verdicts: list[Verdict], event: AppEvent, app_proto: str | None = None) -> None:
         ts = event.ts
         if ts > self._oldest_start + self._policy.window:
             self._expire(ts)
@@ -178,7 +180,7 @@ class PolicyObserver:
                 self.no_conduit[(v.src_zone, v.dest_zone)] += 1
             flow = event.flow
             if flow is not None:
-                self._aggregate(v, flow, ts, event.app_proto)
+                self._aggregate(v, flow, ts, event.app_proto if app_proto is None else app_proto)
 
     def _stats(self, conduit: str) -> ConduitStats:
         s = self.stats.get(conduit)

@@ -43,12 +43,15 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final, NamedTuple
+from typing import IO, TYPE_CHECKING, Final, NamedTuple
 
 from sensor.limits import DEFAULT_LIMITS, Limits
+
+if TYPE_CHECKING:
+    from sensor.records import FlowRef
 
 log = logging.getLogger(__name__)
 
@@ -630,6 +633,15 @@ class FlowAggregator:
         for major, minor in zip(majors, minors, strict=False):
             state.add_identity("revision", f"{major}.{minor}", chars)
 
+    def protocol_of(self, transport: str, one: Endpoint, other: Endpoint) -> str | None:
+        """The protocol one flow (either direction) is named after so far; None when it is not
+        identified (yet) or is a skipped, natively dissected one. O(1): a dict hit and the vote."""
+        state = self.identified.get((transport, one, other) if one <= other else (transport, other, one))
+        if state is None:
+            return None
+        protocol = state.protocol()
+        return None if protocol is None or protocol in self.skip_ids else protocol
+
     def flows(self) -> list[OtherProtocolFlow]:
         """Identified flows, not skipped, in order of first appearance."""
         result = []
@@ -684,6 +696,21 @@ def _client_server(
             client = state.first_sender
     assert client is not None
     return (client, other if client == one else one)
+
+
+def flow_protocol_lookup(flows: Iterable[OtherProtocolFlow]) -> Callable[[FlowRef], str | None]:
+    """A flow -> protocol lookup over identified flows, by 5-tuple in either direction (a flow the
+    native flow table oriented the other way round is still found): what the policy judges a flow no
+    native dissector claimed as (``policy.observer.FlowProtocol``)."""
+    table: dict[tuple[str, str, int, str, int], str] = {}
+    for f in flows:
+        table[(f.transport, f.client_ip, f.client_port, f.server_ip, f.server_port)] = f.protocol
+        table[(f.transport, f.server_ip, f.server_port, f.client_ip, f.client_port)] = f.protocol
+
+    def lookup(flow: FlowRef) -> str | None:
+        return table.get((flow.transport, flow.client_ip, flow.client_port, flow.server_ip, flow.server_port))
+
+    return lookup
 
 
 def summarize(flows: Iterable[OtherProtocolFlow]) -> dict[str, int]:
@@ -1115,6 +1142,21 @@ class LiveDeepScan:
                 self._reported[key] = stamp
                 changed.append(flow)
         return changed
+
+    def flow_protocol(self, flow: FlowRef) -> str | None:
+        """The protocol tshark has named this flow so far, or None (``policy.observer.FlowProtocol``).
+
+        Called from the sensor thread when the policy judges a flow no native dissector claimed; reads
+        the aggregator's live table under :attr:`lock` (held by the reader thread for one line at a
+        time), so a flow counts as named from tshark's line that named it, not from the next hand-over
+        to the inventory. Bounded as that table is (``Limits.deep_max_flows``); a flow evicted or
+        dropped from it, or not yet seen by tshark, is None."""
+        aggregator = self.aggregator
+        if aggregator is None:
+            return None
+        one, other = (flow.client_ip, flow.client_port), (flow.server_ip, flow.server_port)
+        with self.lock:
+            return aggregator.protocol_of(flow.transport, one, other)
 
     def summary(self) -> dict[str, int]:
         """Flows per protocol so far (the summary's ``other_protocols``)."""

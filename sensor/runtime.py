@@ -30,9 +30,10 @@ from sensor.records import Alert, Frame
 
 if TYPE_CHECKING:
     from api.pki.wire import CertificateObserver
-    from policy.observer import PolicyObserver
+    from policy.observer import FlowProtocol, PolicyObserver
     from rules.engine import RulesObserver
     from sensor.config import OutputsConfig
+    from sensor.deep import OtherProtocolFlow
     from sensor.detect.observer import AnomalyObserver
     from sensor.outputs.deliver import Deliverer
 
@@ -163,8 +164,30 @@ class Sensor:
         self._capture_lock = threading.Lock()
         self.files: list[FileReport] = []
         self.other_protocols: dict[str, int] | None = None
+        # tshark's flows of these files, when identified before the native pass (identify_before_replay)
+        self._identified: tuple[tuple[Path, ...], list[OtherProtocolFlow]] | None = None
         if self.inventory.store is not None:  # the store keeps the counters (GET /api/v1/status)
             self.inventory.summary_counters = self.saved_counters
+
+    def identify_before_replay(self, paths: Sequence[Path]) -> None:
+        """With ``deep`` and a policy: name the other protocols of ``paths`` with tshark before the native
+        pass, so that the policy judges a flow no native dissector claims (S7comm-plus, DNP3, EtherNet/IP
+        ...) as the protocol tshark named, as ``zonewarden policy check --deep`` does; a conduit allowing
+        ``s7comm_plus`` over tcp/102 then allows it (judged as "unknown" tcp/102, it was a violation).
+        :meth:`finish` reuses these flows: tshark reads the files once. Without a policy nothing runs
+        here; tshark runs after the pass, in :meth:`finish`, as before."""
+        if not self.config.deep or self.policy is None:
+            return
+        from sensor.deep import flow_protocol_lookup, identify_other_protocols
+
+        flows = identify_other_protocols(list(paths))
+        self._identified = (tuple(paths), flows)
+        self.judge_flows_as(flow_protocol_lookup(flows))
+
+    def judge_flows_as(self, flow_protocol: FlowProtocol) -> None:
+        """Name the protocol of the flows no native dissector claimed, for the policy (tshark's names)."""
+        if self.policy is not None:
+            self.policy.flow_protocol = flow_protocol
 
     def capture_counters(self) -> dict[str, int]:
         """The capture counters so far: the closed sources' plus those of the source being read, so
@@ -234,7 +257,11 @@ class Sensor:
         if self.config.deep:
             from sensor.deep import identify_other_protocols, summarize
 
-            other_flows = identify_other_protocols(list(paths))
+            identified = self._identified
+            if identified is not None and identified[0] == tuple(paths):  # named before the pass
+                other_flows = identified[1]
+            else:
+                other_flows = identify_other_protocols(list(paths))
             self.other_protocols = summarize(other_flows)
             self.inventory.absorb_other_protocols(other_flows)
         if before_close is not None:
@@ -308,6 +335,7 @@ def replay(
     one bad file does not lose the others' results.
     """
     sensor = Sensor(config)
+    sensor.identify_before_replay(paths)  # deep + policy only: tshark first, so the policy knows its names
     for path in paths:
         if on_file is not None:
             on_file(path)

@@ -1,8 +1,9 @@
-"""``zonewarden replay --deep --policy``: a flow no native dissector claims is judged, and its policy alert
-raised, under its transport (app_proto empty, evidence ``transport``), then tshark names the protocol and
-the inventory renames the flow's ``tcp``/``udp`` edge after it (s7comm_plus, dnp3). The renamed edge is
-the communication the alert is about: GET /api/v1/communications must show it violating (it showed it
-``allowed``: no alert named it)."""
+"""``zonewarden replay --deep --policy``: tshark names the flows no native dissector claims before the native
+pass, so their policy alert names that protocol (app_proto s7comm_plus, dnp3), and the inventory renames the
+flow's ``tcp``/``udp`` edge after it. (Live, tshark may name a flow only after its alert: that alert names
+its transport, and the store matches it to the renamed edge; tests/unit/sensor/store.) The renamed edge is
+the communication the alert is about: GET /api/v1/communications must show it violating, once (it showed
+it ``allowed``: no alert named it)."""
 
 from __future__ import annotations
 
