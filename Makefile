@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test lint unit pcaps bench clean dashboard
+.PHONY: setup system-deps demo test lint unit pcaps bench fuzz clean dashboard
 
 setup: system-deps $(STAMP)
 
@@ -68,6 +68,19 @@ api/static/index.html: $(DASHBOARD_SOURCES)
 
 bench: setup
 	$(BIN)/python bench/throughput.py
+
+# Coverage-guided fuzzing (tests/fuzz/atheris_targets.py) of every reader of hostile input, FUZZ_SECONDS
+# per target; each keeps its corpus in out/fuzz/TARGET/corpus between runs, and stops at the first crash
+# (written there as crash-<sha1>).
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= capture pipeline modbus opcua mqtt tls rules policy
+
+fuzz: setup
+	@for target in $(FUZZ_TARGETS); do \
+	  dir=out/fuzz/$$target; mkdir -p $$dir/corpus; echo "== $$target ($(FUZZ_SECONDS) s)"; \
+	  ( cd $$dir && $(CURDIR)/$(BIN)/python $(CURDIR)/tests/fuzz/atheris_targets.py $$target --seeds seeds \
+	    --workdir . -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=60 corpus ) || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
