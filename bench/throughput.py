@@ -8,7 +8,9 @@ Prints figures only; nothing here asserts a speed. Steps:
 2. Run ``zonewarden replay FILE --summary-json OUT`` and ``tshark -r FILE -T fields -e modbus.func_code``
    (output to /dev/null), one after the other, each as its own child process: wall time, and the child's
    own peak RSS from ``os.wait4`` (so one child's peak never hides in another's).
-3. Print packets, packets/s of each, the ratio, zonewarden's peak RSS at N and 2N packets, and whether
+3. Run bench/ceiling.py on the same capture: a bare CPython loop that only reads records, unpacks the
+   headers and counts per flow and function code, the ceiling of any Python packet path.
+4. Print packets, packets/s of each, the ratio, zonewarden's peak RSS at N and 2N packets, and whether
    the summary's ``modbus.requests_by_function`` equals what the generator wrote (OK / MISMATCH).
 
 Usage: ``python bench/throughput.py [--packets 500000] [--seed 1] [--no-opcua] [--zonewarden CMD]
@@ -204,6 +206,21 @@ def main(argv: list[str] | None = None) -> int:
             ratio = rate(expected.packets, zw) / rate(expected.packets, ts)
             figures["ratio"] = ratio
             print(f"ratio            {ratio:.2f}x tshark's packets/s")
+
+        # the CPython ceiling (bench/ceiling.py): read, unpack headers, count; nothing a sensor must do
+        floor = run_measured(
+            [sys.executable, str(REPO / "bench" / "ceiling.py"), str(capture), "--loop", "count"]
+        )
+        figures["cpython_ceiling"] = asdict(floor)
+        if floor.ok:
+            versus = (
+                f" ({rate(expected.packets, floor) / rate(expected.packets, ts):.1f}x tshark)"
+                if ts and ts.ok
+                else ""
+            )
+            print(f"cpython ceiling  {describe(expected.packets, floor)}{versus}")
+        else:
+            print(f"cpython ceiling  FAILED (exit {floor.returncode}): {floor.stderr_tail}")
 
         if args.growth:
             double = workdir / f"modbus-{2 * args.packets}.pcap"
