@@ -150,15 +150,21 @@ async def stream_alerts(
 ) -> StreamingResponse:
     deadline = time.monotonic() + min(wait, settings.sse_max_seconds)
     resume = _resume_point(last_event_id)
+    # The starting point is fixed before the response starts (StreamingResponse sends the status and
+    # headers before it reads the first event): a client that holds the 200 gets every alert committed
+    # after it. Read in the generator instead, an alert committed between the headers and that read
+    # would count as "before now" and be lost to a stream that was already open.
+    backlog: list[dict[str, Any]] = []
+    if resume is not None:
+        start = resume
+    else:
+        start, backlog = await anyio.to_thread.run_sync(_stream_start, settings, since)
 
     async def events() -> AsyncIterator[bytes]:
         yield b": zonewarden alert stream\n\n"
-        if resume is not None:
-            cursor = resume
-        else:
-            cursor, backlog = await anyio.to_thread.run_sync(_stream_start, settings, since)
-            for row in backlog:
-                yield _event(row)
+        cursor = start
+        for row in backlog:
+            yield _event(row)
         last_beat = time.monotonic()
         while True:
             rows = await anyio.to_thread.run_sync(_stream_rows, settings, cursor)
