@@ -170,20 +170,11 @@ class LiveRunner:
 
                 self.deep_scan = LiveDeepScan(self.interface, bpf=self.bpf, limits=self.sensor.config.limits)
                 if self.deep_scan.start():
-                    # The policy judges a flow no native dissector claims (S7comm-plus on tcp/102, DNP3,
-                    # EtherNet/IP...) as the protocol tshark has named it so far, as a replay with --deep
-                    # does, so that a conduit allowing that protocol allows it. Such a flow is judged once,
-                    # when the native flow table ends it: Limits.tcp_closed_timeout (packet time) after
-                    # FIN/RST, at its idle timeout, when evicted from a full table, or at stop (tshark's
-                    # last lines are read before the flows end). What remains: a flow ended before
-                    # tshark's line naming it was read (tshark reads through dumpcap's pipe and lags the
-                    # native path; it may be down, or its flow table full: Limits.deep_max_flows) is
-                    # judged as unknown. A conduit naming the protocol then does not match it and the
-                    # alert (rule policy:<conduit>:protocol_not_allowed) reads "Policy violation
-                    # protocol_not_allowed: unidentified flow on tcp/102 from ... via conduit C (protocol
-                    # unknown not allowed)", evidence protocol "unknown"; with no conduit it is the
-                    # no_conduit alert it would be anyway. The inventory still renames the flow's tcp/102
-                    # edge once tshark's flow is handed over (_absorb_deep).
+                    # The policy judges a flow no native dissector claims (S7comm-plus on tcp/102, DNP3...)
+                    # as the protocol tshark has named it, as replay --deep does. A flow is judged when the
+                    # native flow table ends it; one that ends before tshark's line naming it was read
+                    # (tshark lags behind dumpcap's pipe, or is down, or its table is full) is judged as
+                    # "unknown" on its port. The inventory renames its edge all the same (_absorb_deep).
                     self.sensor.judge_flows_as(self.deep_scan.flow_protocol)
         if self.policy_watcher is not None and self._watch_policy:
             self.policy_watcher.start()

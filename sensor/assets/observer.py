@@ -229,6 +229,26 @@ class InventoryObserver:
             inventory.see_mac(server, flow.server_mac, ts)
         return client, server, edge
 
+    def _peers(
+        self,
+        client: Asset,
+        server: Asset,
+        protocol: str,
+        port: int,
+        facts: str = "",
+        server_noun: str = "server",
+    ) -> None:
+        """Both sides speak ``protocol``: the server's clients and ports, the client's servers, as facts
+        named ``<facts>.clients``, ``<facts>.<server_noun>_ports``, ``<facts>.<server_noun>s`` (``facts``
+        defaults to the protocol)."""
+        client.protocols.add(protocol)
+        server.protocols.add(protocol)
+        prefix = facts or protocol
+        inventory = self.inventory
+        inventory.add_fact(server, f"{prefix}.clients", client.ip)
+        inventory.add_fact(server, f"{prefix}.{server_noun}_ports", str(port))
+        inventory.add_fact(client, f"{prefix}.{server_noun}s", server.ip)
+
     def _conflict(self, conflict: IdentityConflict | None, event: Any) -> None:
         if conflict is None:
             return
@@ -317,14 +337,10 @@ class InventoryObserver:
             return
         memo.add(seen)
         unit = str(t.unit_id)
-        client.protocols.add("modbus")
-        server.protocols.add("modbus")
+        self._peers(client, server, "modbus", flow.server_port)
         edge.add_operation("function", str(fc))
         edge.add_operation("unit", unit)
         inv.add_fact(server, "modbus.units", unit)
-        inv.add_fact(server, "modbus.clients", client.ip)
-        inv.add_fact(server, "modbus.server_ports", str(flow.server_port))
-        inv.add_fact(client, "modbus.servers", server.ip)
         category = t.category
         if category == "read":
             inv.add_fact(client, "modbus.read_targets", f"{server.ip}/{unit}")
@@ -433,11 +449,9 @@ class InventoryObserver:
         service = m.service
         if service:
             edge.add_operation("service", clean_text(service, 64))
-        inv.add_fact(ua_server, "opcua.clients", ua_client.ip)
-        inv.add_fact(
-            ua_server, "opcua.server_ports", str(flow.client_port if m.reverse_connect else flow.server_port)
+        self._peers(
+            ua_client, ua_server, "opcua", flow.client_port if m.reverse_connect else flow.server_port
         )
-        inv.add_fact(ua_client, "opcua.servers", ua_server.ip)
         request = m.request if isinstance(m.request, dict) else {}
         response = m.response if isinstance(m.response, dict) else {}
         if service == "CreateSession":
@@ -488,11 +502,7 @@ class InventoryObserver:
             return
         client, broker, edge = self._endpoints(flow, "mqtt", p.ts)
         inv = self.inventory
-        client.protocols.add("mqtt")
-        broker.protocols.add("mqtt")
-        inv.add_fact(broker, "mqtt.clients", client.ip)
-        inv.add_fact(broker, "mqtt.broker_ports", str(flow.server_port))
-        inv.add_fact(client, "mqtt.brokers", broker.ip)
+        self._peers(client, broker, "mqtt", flow.server_port, server_noun="broker")
         msg = p.message
         if isinstance(msg, Publish):
             topic = clean_text(msg.topic or p.topic, self.max_chars)
@@ -522,11 +532,7 @@ class InventoryObserver:
             return
         client, server, _edge = self._endpoints(flow, "tls", h.ts)
         inv = self.inventory
-        client.protocols.add("tls")
-        server.protocols.add("tls")
-        inv.add_fact(server, "tls.clients", client.ip)
-        inv.add_fact(server, "tls.server_ports", str(flow.server_port))
-        inv.add_fact(client, "tls.servers", server.ip)
+        self._peers(client, server, "tls", flow.server_port)
         if h.message == "client_hello" and h.sni:
             inv.set_identity(server, "tls.sni", h.sni)
             inv.add_fact(server, "tls.sni_names", clean_text(h.sni, self.max_chars))
@@ -570,11 +576,7 @@ class InventoryObserver:
                 edge.flows += native.flows
                 edge.first_seen = min(edge.first_seen, native.first_seen)
                 edge.last_seen = max(edge.last_seen, native.last_seen)
-            client.protocols.add(protocol)
-            server.protocols.add(protocol)
-            inv.add_fact(server, f"other.{protocol}.clients", client.ip)
-            inv.add_fact(server, f"other.{protocol}.server_ports", str(f.server_port))
-            inv.add_fact(client, f"other.{protocol}.servers", server.ip)
+            self._peers(client, server, protocol, f.server_port, facts=f"other.{protocol}")
             for key, value in sorted(f.identity.items()):
                 inv.set_identity(server, f"{protocol}.{clean_text(key, 64)}", value)
 

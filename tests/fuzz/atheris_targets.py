@@ -46,6 +46,7 @@ with atheris.instrument_imports(include=["sensor", "policy", "rules"]):
     from rules.engine import RuleSet
     from rules.parse import parse_rules_text
     from sensor.capture.file import FileSource
+    from sensor.decode import Decoder
     from sensor.dissectors.base import Dissector
     from sensor.dissectors.modbus import ModbusDissector
     from sensor.dissectors.mqtt import MqttDissector
@@ -53,7 +54,7 @@ with atheris.instrument_imports(include=["sensor", "policy", "rules"]):
     from sensor.dissectors.tls import TlsDissector
     from sensor.errors import CaptureError
     from sensor.limits import Limits
-    from sensor.records import FlowRef
+    from sensor.records import PROTO_TCP, FlowRef
     from sensor.runtime import Sensor, SensorConfig
 
 # Small caps, so that a fuzzer reaches every "limit exceeded" branch and memory stays small.
@@ -207,27 +208,24 @@ def pcap_ethernet_records(path: Path, limit: int = SEED_BYTES) -> bytes | None:
 
 
 def session_seed(path: Path, app_port: int) -> bytes:
-    """The TCP payloads to and from ``app_port`` in ``path``, framed as :func:`segments` reads them."""
+    """The TCP payloads to and from ``app_port`` in ``path`` (as the decoder splits them off, in arrival
+    order), framed as :func:`segments` reads them back."""
+    decoder = Decoder(LIMITS)
     sensor_input = bytearray()
     source = FileSource(str(path), io.BytesIO(path.read_bytes()), LIMITS)
     try:
         for frame in source.frames():
-            data = frame.data
-            if frame.linktype != 1 or len(data) < 54 or data[12:14] != b"\x08\x00" or data[23] != 6:
+            packet = decoder.decode(frame)
+            if packet is None or packet.proto != PROTO_TCP or app_port not in (packet.sport, packet.dport):
                 continue
-            ihl = (data[14] & 0x0F) * 4
-            sport, dport = struct.unpack_from("!HH", data, 14 + ihl)
-            payload = data[14 + ihl + (data[14 + ihl + 12] >> 4) * 4 :]
-            if app_port not in (sport, dport):
-                continue
+            payload = packet.payload
             while payload:
-                size = min(len(payload), 127 * 4 + 1)
-                length_code = (size - 1) // 4
+                length_code = min((len(payload) - 1) // 4, 0x7F)  # the segment is length_code * 4 + 1 bytes
                 size = length_code * 4 + 1
-                sensor_input.append((0x80 if dport == app_port else 0) | length_code)
+                sensor_input.append((0x80 if packet.dport == app_port else 0) | length_code)
                 sensor_input += payload[:size]
                 payload = payload[size:]
-            if len(sensor_input) > 64 * 1024:
+            if len(sensor_input) > SEED_BYTES:
                 break
     except CaptureError:
         pass

@@ -251,13 +251,7 @@ def parse_request(r: Reader, function: int) -> tuple[ModbusRequest, tuple[Issue,
             issues
         )
     if fc == codes.MASK_WRITE_REGISTER:  # §6.16
-        r.need(6)
-        address, and_mask, or_mask = _U16X3.unpack_from(r.buf, r.pos)
-        r.pos += 6
-        _trailing(r, issues)
-        return ModbusRequest(
-            fc, address=address, and_mask=and_mask, or_mask=or_mask, valid=not issues
-        ), tuple(issues)
+        return _mask_write(r, fc, ModbusRequest)
     if fc == codes.READ_WRITE_MULTIPLE_REGISTERS:  # §6.17
         r.need(9)
         read_address, read_qty, write_address, write_qty, byte_count = _U16X4_U8.unpack_from(r.buf, r.pos)
@@ -326,6 +320,16 @@ def _write_file_records(body: Reader, issues: list[Issue]) -> list[FileRecord]:
         issues.append(("invalid_length", f"{body.remaining} bytes left in the sub-requests"))
         body.pos = body.end
     return records
+
+
+def _mask_write(r: Reader, fc: int, cls: type[_PduT]) -> tuple[_PduT, tuple[Issue, ...]]:
+    """FC 22 (§6.16): reference address, AND mask, OR mask; the same in the request and its echo."""
+    issues: list[Issue] = []
+    r.need(6)
+    address, and_mask, or_mask = _U16X3.unpack_from(r.buf, r.pos)
+    r.pos += 6
+    _trailing(r, issues)
+    return cls(fc, address=address, and_mask=and_mask, or_mask=or_mask, valid=not issues), tuple(issues)
 
 
 def _diagnostics(r: Reader, fc: int, cls: type[_PduT]) -> _PduT:
@@ -489,14 +493,8 @@ def parse_response(
         return ModbusResponse(
             fc, byte_count=byte_count, file_records=tuple(records), valid=not issues
         ), tuple(issues)
-    if fc == codes.MASK_WRITE_REGISTER:  # §6.16: echo
-        r.need(6)
-        address, and_mask, or_mask = _U16X3.unpack_from(r.buf, r.pos)
-        r.pos += 6
-        _trailing(r, issues)
-        return ModbusResponse(
-            fc, address=address, and_mask=and_mask, or_mask=or_mask, valid=not issues
-        ), tuple(issues)
+    if fc == codes.MASK_WRITE_REGISTER:  # §6.16: the response echoes the request
+        return _mask_write(r, fc, ModbusResponse)
     if fc == codes.READ_FIFO_QUEUE:  # §6.18
         r.need(4)
         byte_count, fifo_count = _U16X2.unpack_from(r.buf, r.pos)
