@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar, Final
 
 from sensor.dissectors.base import Dissector, Probe
-from sensor.dissectors.modbus.session import ModbusSession, plausible_header
+from sensor.dissectors.modbus.session import ModbusSession, PduMemo, plausible_header
 from sensor.dissectors.modbus.stats import ModbusStats
 from sensor.limits import Limits
 from sensor.records import FlowRef
@@ -77,8 +77,13 @@ class ModbusDissector(Dissector):
         verdict = _frames_exactly(data, to_server)
         return verdict if verdict is not Probe.NO else _frames_exactly(data, not to_server)
 
+    def __init__(self) -> None:
+        self._memo: PduMemo | None = None  # shared by this dissector's sessions, sized by their limits
+
     def session(self, flow: FlowRef, limits: Limits) -> ModbusSession:
-        return ModbusSession(flow, limits)
+        if self._memo is None or self._memo.entries != limits.modbus_pdu_memo:
+            self._memo = PduMemo(limits.modbus_pdu_memo)
+        return ModbusSession(flow, limits, self._memo)
 
     def stats(self) -> ModbusStats:
         return ModbusStats()

@@ -120,6 +120,80 @@ def _fc_info(fc: int) -> tuple[str, str, str]:
 _FC_INFO: Final[tuple[tuple[str, str, str], ...]] = tuple(_fc_info(fc) for fc in range(128))
 
 
+# A parsed PDU and the anomalies its parse found: (kind with the "modbus." prefix, detail).
+_Parsed = tuple[ModbusRequest, tuple[tuple[str, str], ...]]
+_ParsedResponse = tuple[ModbusResponse, tuple[tuple[str, str], ...]]
+
+
+def parse_request_pdu(pdu: bytes) -> _Parsed:
+    """A request PDU (function code and data), with the anomalies found; never raises.
+
+    A PDU shorter than its function's fixed fields, or malformed, is kept raw (``valid=False``)."""
+    fc = pdu[0]
+    try:
+        req, issues = parse_request(Reader(pdu, 1), fc)
+    except (Truncated, Malformed) as exc:
+        raw = pdu[1 : 1 + RAW_PREVIEW]
+        return ModbusRequest(fc, raw=raw, raw_length=len(pdu) - 1, valid=False), _failure(pdu, exc)
+    return req, _named(fc, issues)
+
+
+def parse_response_pdu(pdu: bytes, request: ModbusRequest | None) -> _ParsedResponse:
+    """A response PDU, read in the context of ``request`` (the request of the same function, if any:
+    a read response carries no address); never raises. Exceptions (fc | 0x80) carry their code."""
+    fc = pdu[0]
+    r = Reader(pdu, 1)
+    try:
+        if fc & codes.EXCEPTION_BIT:
+            resp, issues = parse_exception(r, fc)
+        else:
+            resp, issues = parse_response(r, fc, request)
+    except (Truncated, Malformed) as exc:
+        raw = pdu[1 : 1 + RAW_PREVIEW]
+        return ModbusResponse(fc & 0x7F, raw=raw, raw_length=len(pdu) - 1, valid=False), _failure(pdu, exc)
+    return resp, _named(fc, issues)
+
+
+def _failure(pdu: bytes, exc: Truncated | Malformed) -> tuple[tuple[str, str], ...]:
+    """The anomaly of a PDU its parser could not read (the record keeps it raw)."""
+    if isinstance(exc, Truncated):
+        return (("modbus.invalid_length", f"function {pdu[0]}: {len(pdu)}-byte PDU too short"),)
+    return ((f"modbus.{exc.reason}", f"function {pdu[0]}: {exc.detail}"),)
+
+
+def _named(fc: int, issues: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    if not issues:  # the common case: no generator to build
+        return issues
+    return tuple((f"modbus.{kind}", f"function {fc}: {detail}") for kind, detail in issues)
+
+
+class PduMemo:
+    """Parsed request PDUs by their bytes, shared by the sessions of one sensor.
+
+    Polling sends the same requests for days, and parsing is a pure function of a PDU's bytes whose
+    record is immutable: a repeated request reuses the record and the anomalies found the first time.
+    Responses are not kept: they carry process values, which change (and a table of them cost more than
+    it saved on the benchmark's random values). Bounded: the table is emptied when it reaches
+    ``entries``; ``entries`` 0 parses every PDU.
+    """
+
+    __slots__ = ("entries", "requests")
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self.requests: dict[bytes, _Parsed] = {}
+
+    def request(self, pdu: bytes) -> _Parsed:
+        parsed = self.requests.get(pdu)
+        if parsed is None:
+            parsed = parse_request_pdu(pdu)
+            if self.entries:
+                if len(self.requests) >= self.entries:
+                    self.requests.clear()
+                self.requests[pdu] = parsed
+        return parsed
+
+
 class _Pending:
     __slots__ = ("request", "tid", "ts", "unit")
 
@@ -141,9 +215,10 @@ class _Direction:
 class ModbusSession(DissectorSession):
     """One Modbus/TCP flow. ``feed`` never raises on wire input."""
 
-    __slots__ = ("_dirs", "_flooded", "_pending", "_swap", "flow", "limits")
+    __slots__ = ("_dirs", "_flooded", "_memo", "_pending", "_swap", "flow", "limits")
 
-    def __init__(self, flow: FlowRef | None, limits: Limits) -> None:
+    def __init__(self, flow: FlowRef | None, limits: Limits, memo: PduMemo | None = None) -> None:
+        """``memo`` is shared by the sessions of one dissector; a session alone gets its own."""
         # The Modbus server is the port-502 side (Messaging on TCP/IP §4.1.3, and tshark's rule).
         # When the flow table made the 502 side the client (its SYN came from 502), requests travel
         # "to the client": turn the directions and the flow's orientation round.
@@ -166,6 +241,7 @@ class ModbusSession(DissectorSession):
         self._dirs = {True: _Direction(), False: _Direction()}
         self._pending: dict[int, _Pending] = {}
         self._flooded = False
+        self._memo = memo if memo is not None else PduMemo(limits.modbus_pdu_memo)
 
     # --- the DissectorSession contract ---------------------------------------------------------
 
@@ -298,24 +374,9 @@ class ModbusSession(DissectorSession):
         if fc == 0 or fc & codes.EXCEPTION_BIT:
             self._anomaly(events, "modbus.invalid_function_code", f"request function code {fc}", True, ts)
             return
-        r = Reader(data, off + 8, end)
-        try:
-            req, issues = parse_request(r, fc)
-        except Truncated:
-            self._anomaly(
-                events,
-                "modbus.invalid_length",
-                f"function {fc}: {end - off - 7}-byte PDU too short",
-                True,
-                ts,
-            )
-            req = ModbusRequest(fc, raw=_preview(data, off + 8, end), raw_length=end - off - 8, valid=False)
-        except Malformed as exc:
-            self._anomaly(events, f"modbus.{exc.reason}", f"function {fc}: {exc.detail}", True, ts)
-            req = ModbusRequest(fc, raw=_preview(data, off + 8, end), raw_length=end - off - 8, valid=False)
-        else:
-            for kind, detail in issues:
-                self._anomaly(events, f"modbus.{kind}", f"function {fc}: {detail}", True, ts)
+        req, issues = self._memo.request(data[off + 7 : end])
+        for kind, detail in issues:
+            self._anomaly(events, kind, detail, True, ts)
         key = tid << 8 | unit
         pending = self._pending
         old = pending.pop(key, None)
@@ -353,33 +414,13 @@ class ModbusSession(DissectorSession):
                 False,
                 ts,
             )
-        r = Reader(data, off + 8, end)
         exception = fc & codes.EXCEPTION_BIT
-        try:
-            if exception:
-                resp, issues = parse_exception(r, fc)
-            else:
-                ctx = request if request is not None and request.function == fc else None
-                resp, issues = parse_response(r, fc, ctx)
-        except Truncated:
-            self._anomaly(
-                events,
-                "modbus.invalid_length",
-                f"function {fc}: {end - off - 7}-byte PDU too short",
-                False,
-                ts,
-            )
-            resp = ModbusResponse(
-                original, raw=_preview(data, off + 8, end), raw_length=end - off - 8, valid=False
-            )
-        except Malformed as exc:
-            self._anomaly(events, f"modbus.{exc.reason}", f"function {fc}: {exc.detail}", False, ts)
-            resp = ModbusResponse(
-                original, raw=_preview(data, off + 8, end), raw_length=end - off - 8, valid=False
-            )
-        else:
-            for kind, detail in issues:
-                self._anomaly(events, f"modbus.{kind}", f"function {fc}: {detail}", False, ts)
+        # A normal response is read in its request's context (a read response has no address).
+        resp, issues = parse_response_pdu(
+            data[off + 7 : end], request if request is not None and request.function == fc else None
+        )
+        for kind, detail in issues:
+            self._anomaly(events, kind, detail, False, ts)
         function = request.function if request is not None else original
         name, cat, klass = _FC_INFO[function]
         if function == codes.DIAGNOSTICS:
@@ -476,7 +517,3 @@ class ModbusSession(DissectorSession):
                 app_proto="modbus",
             )
         )
-
-
-def _preview(data: bytes, start: int, end: int) -> bytes:
-    return data[start : min(end, start + RAW_PREVIEW)]

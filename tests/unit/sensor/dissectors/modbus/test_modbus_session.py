@@ -3,6 +3,7 @@ M1..M11, T8 and T11 of HOSTILE_INPUTS.md (one test per row, named after it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import tracemalloc
 
@@ -265,3 +266,42 @@ def test_flow_oriented_from_port_502_is_turned_round() -> None:
     (tx,) = txs(events)
     assert tx.status == "ok" and tx.flow is not None
     assert (tx.flow.server_ip, tx.flow.server_port, tx.flow.client_port) == ("10.0.0.2", 502, 40000)
+
+
+# --- the request memo (PduMemo) ------------------------------------------------------------------
+
+
+def _poll_then_bad_quantity() -> list[tuple[bool, bytes]]:
+    """The same read three times, then the same bad read (quantity 0) three times."""
+    chunks: list[tuple[bool, bytes]] = []
+    for tid in range(1, 4):
+        chunks += [(True, adu(tid, 1, READ3)), (False, adu(tid, 1, READ3_RESP))]
+    for tid in range(4, 7):
+        chunks += [(True, adu(tid, 1, H("03 0000 0000"))), (False, adu(tid, 1, H("83 03")))]
+    return chunks
+
+
+def test_memoised_requests_give_the_events_of_a_fresh_parse_every_time() -> None:
+    chunks = _poll_then_bad_quantity()
+    fresh = [e.eve_body() for e in feed_chunks(chunks, Limits(modbus_pdu_memo=0), close=True)]
+    memoised = feed_chunks(chunks, Limits(modbus_pdu_memo=16), close=True)
+    assert [e.eve_body() for e in memoised] == fresh
+    # the anomaly the parse found is raised for every repeat, not only the first
+    assert kinds(memoised) == ["modbus.invalid_value"] * 3
+    requests = [t.request for t in txs(memoised)]
+    assert requests[0] is requests[1] is requests[2]  # one record reused
+
+
+def test_request_memo_is_shared_by_a_dissectors_sessions_and_stays_bounded() -> None:
+    dissector = ModbusDissector()
+    limits = Limits(modbus_pdu_memo=4)
+    a = dissector.session(FLOW, limits)
+    b = dissector.session(dataclasses.replace(FLOW, flow_id=2, client_port=40001), limits)
+    first = txs([*a.feed(adu(1, 1, READ3), True, 0.0), *a.feed(adu(1, 1, READ3_RESP), False, 0.1)])
+    second = txs([*b.feed(adu(9, 1, READ3), True, 0.0), *b.feed(adu(9, 1, READ3_RESP), False, 0.1)])
+    assert first[0].request is second[0].request
+    memo = a._memo
+    assert memo is b._memo
+    for address in range(50):  # distinct requests: the table is emptied, never grows past its size
+        a.feed(adu(100 + address, 1, bytes([3, 0, address, 0, 1])), True, 1.0)
+        assert len(memo.requests) <= 4
