@@ -17,6 +17,11 @@ full, or by ``flush()``.
 The observer also keeps the compliance counters ``zonewarden policy check`` reports: per conduit,
 the operations allowed and denied; traffic without a conduit; which allow entries were used.
 
+A flow no native dissector claimed is judged when it ends, as the protocol ``flow_protocol`` names
+(tshark, with ``--deep``). On a live sensor tshark reads the same packets behind the sensor, so a flow
+can end before tshark's line naming it was read: with ``wait_for_names`` seconds (packet time) such a
+flow waits that long for its name before it is judged as "unknown" (``judge_waiting_flows`` at the end).
+
 The policy can be replaced while running (:meth:`replace_policy`, used by the file watcher in
 ``policy/reload.py``): the swap is one attribute assignment, so the packet loop always sees either
 the old or the new policy, never a mix.
@@ -25,7 +30,7 @@ the old or the new policy, never a mix.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +58,7 @@ MAX_JUDGED_FLOWS = 250_000  # flows whose operations were judged, waiting for th
 MAX_LABELS_PER_CONDUIT = 512  # distinct operation labels counted per conduit (a port scan makes many)
 MAX_EXAMPLES = 5  # distinct operations kept in an alert's evidence
 MAX_EDGES = 16  # distinct (protocol, server port) kept in an alert's evidence (a port scan makes many)
+MAX_WAITING_FLOWS = 50_000  # ended flows waiting for tshark's name; the oldest is judged when full
 
 FlowProtocol = Callable[[FlowRef], str | None]
 """Optional name of a flow's protocol from another source (tshark identification), or None."""
@@ -92,10 +98,14 @@ class PolicyObserver:
         publish: Callable[[Alert], None],
         flow_protocol: FlowProtocol | None = None,
         source: str = "",
+        wait_for_names: float = 0.0,
     ) -> None:
         self._policy = policy
         self.publish = publish
         self.flow_protocol = flow_protocol
+        self.wait_for_names = wait_for_names
+        # ended flows nobody named yet: (deadline in packet time, summary), in deadline order
+        self._waiting: deque[tuple[float, FlowSummary]] = deque()
         self.source = source
         self._pending: dict[tuple[str, str, str], _Aggregate] = {}
         self._judged: set[int] = set()
@@ -135,6 +145,8 @@ class PolicyObserver:
     # --- the sink ------------------------------------------------------------------------------
 
     def handle(self, event: AppEvent) -> None:
+        if self._waiting and event.ts >= self._waiting[0][0]:
+            self.judge_waiting_flows(event.ts)
         kind = type(event)
         judge = self._dispatch.get(kind)
         if judge is not None:
@@ -153,9 +165,26 @@ class PolicyObserver:
                 self._judged.discard(event.flow.flow_id)
                 return
             name = self.flow_protocol(event.flow) if self.flow_protocol is not None else None
-            # a flow tshark named is that protocol's communication: the alert's app_proto says so, as its
-            # verdict and edge do (the store matches it to the edge the inventory renamed after it)
-            self._record(evaluate_flow(self._policy, event, name), event, name or event.app_proto)
+            if name is None and self.wait_for_names > 0:
+                if len(self._waiting) >= MAX_WAITING_FLOWS:
+                    self._judge_flow(self._waiting.popleft()[1])
+                self._waiting.append((event.ts + self.wait_for_names, event))
+                return
+            self._judge_flow(event, name)
+
+    def _judge_flow(self, summary: FlowSummary, name: str | None = None) -> None:
+        """Judge an ended flow no dissector claimed, as the protocol tshark named (else "unknown")."""
+        if name is None and self.flow_protocol is not None:
+            name = self.flow_protocol(summary.flow)
+        # a flow tshark named is that protocol's communication: the alert's app_proto says so, as its
+        # verdict and edge do (the store matches it to the edge the inventory renamed after it)
+        self._record(evaluate_flow(self._policy, summary, name), summary, name or summary.app_proto)
+
+    def judge_waiting_flows(self, now: float | None = None) -> None:
+        """Judge the flows that waited for a name until ``now`` (packet time); every one when None."""
+        waiting = self._waiting
+        while waiting and (now is None or waiting[0][0] <= now):
+            self._judge_flow(waiting.popleft()[1])
 
     def _record(self, verdicts: list[Verdict], event: AppEvent, app_proto: str | None = None) -> None:
         ts = event.ts
@@ -226,7 +255,9 @@ class PolicyObserver:
         self._oldest_start = min((a.first_ts for a in self._pending.values()), default=float("inf"))
 
     def flush(self, now: float) -> None:
-        """Publish every pending aggregate (end of input, or periodically on a live sensor)."""
+        """Publish every pending aggregate (end of input, or periodically on a live sensor), after judging
+        the flows whose wait for a name is over."""
+        self.judge_waiting_flows(now)
         for k in list(self._pending):
             self._emit(self._pending.pop(k))
         self._oldest_start = float("inf")

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 STOP_TIMEOUT = 7.0  # seconds for the sensor to drain, flush and commit after SIGTERM
 FLUSH_INTERVAL = 1.0  # seconds between store commits of a live sensor
 DEEP_INTERVAL = 2.0  # seconds between hand-overs of tshark's flows to the inventory
+DEEP_NAME_WAIT = 30.0  # seconds (packet time) an ended, unclaimed flow waits for tshark's name
 POLICY_INTERVAL = 2.0  # seconds between looks at the policy file
 EVE_POLL = 0.25  # seconds the EVE follower sleeps at the end of the file
 HELPER_JOIN = 2.0  # seconds a helper thread gets to finish at shutdown
@@ -173,9 +174,10 @@ class LiveRunner:
                     # The policy judges a flow no native dissector claims (S7comm-plus on tcp/102, DNP3...)
                     # as the protocol tshark has named it, as replay --deep does. A flow is judged when the
                     # native flow table ends it; one that ends before tshark's line naming it was read
-                    # (tshark lags behind dumpcap's pipe, or is down, or its table is full) is judged as
-                    # "unknown" on its port. The inventory renames its edge all the same (_absorb_deep).
-                    self.sensor.judge_flows_as(self.deep_scan.flow_protocol)
+                    # (tshark lags behind dumpcap's pipe) waits DEEP_NAME_WAIT seconds for it, and at
+                    # stop tshark's last lines are read first. Only a flow tshark never names (it is down,
+                    # or its table is full) is judged as "unknown" on its port.
+                    self.sensor.judge_flows_as(self.deep_scan.flow_protocol, wait_for_names=DEEP_NAME_WAIT)
         if self.policy_watcher is not None and self._watch_policy:
             self.policy_watcher.start()
         if self.follow_eve is not None:

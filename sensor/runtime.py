@@ -184,10 +184,13 @@ class Sensor:
         self._identified = (tuple(paths), flows)
         self.judge_flows_as(flow_protocol_lookup(flows))
 
-    def judge_flows_as(self, flow_protocol: FlowProtocol) -> None:
-        """Name the protocol of the flows no native dissector claimed, for the policy (tshark's names)."""
+    def judge_flows_as(self, flow_protocol: FlowProtocol, wait_for_names: float = 0.0) -> None:
+        """Name the protocol of the flows no native dissector claimed, for the policy (tshark's names).
+        ``wait_for_names``: seconds (packet time) an ended flow waits for a name that may still come
+        (live tshark lags behind the sensor) before it is judged as "unknown"."""
         if self.policy is not None:
             self.policy.flow_protocol = flow_protocol
+            self.policy.wait_for_names = wait_for_names
 
     def capture_counters(self) -> dict[str, int]:
         """The capture counters so far: the closed sources' plus those of the source being read, so
@@ -252,6 +255,8 @@ class Sensor:
         ``before_close`` runs after the flows ended and before the store closes (the live runner hands
         over tshark's last flows there, so that they rename the native edges just absorbed)."""
         self.pipeline.finish()
+        if self.policy is not None:  # no name can come any more: every flow still waiting is judged
+            self.policy.judge_waiting_flows()
         for observer in self.observers:
             observer.flush(self.pipeline.now)
         if self.config.deep:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+import policy.observer
 from policy.index import CompiledPolicy
 from policy.load import parse_policy
 from policy.observer import PolicyObserver
@@ -212,3 +215,61 @@ def test_last_seen_never_goes_back_when_files_are_out_of_time_order() -> None:
     obs.handle(tx(50.0, fc=6))  # an older capture replayed after a newer one
     obs.flush(200.0)
     assert (alerts[0].ts, alerts[0].last_ts, alerts[0].count) == (100.0, 100.0, 2)
+
+
+S7_POLICY = (
+    POLICY
+    + """\
+      - protocol: s7comm_plus
+        transport: tcp
+        ports: [102]
+"""
+)
+
+
+def s7_flow(flow_id: int, end: float) -> FlowSummary:
+    flow = FlowRef(flow_id, "1:s7", "tcp", "10.0.0.5", 40000 + flow_id, "10.0.1.5", 102)
+    return FlowSummary(flow, end - 1.0, end, 3, 3, 180, 180, "closed", "fin")
+
+
+def test_an_unclaimed_flow_waits_for_its_name_before_it_is_judged() -> None:
+    """Live --deep: tshark names a flow behind the sensor. A flow that ended before its name came waits
+    ``wait_for_names`` seconds of packet time; named in that time, it is judged as its protocol."""
+    names: dict[int, str] = {}
+    obs, alerts = observer(S7_POLICY)
+    obs.flow_protocol = lambda flow: names.get(flow.flow_id)
+    obs.wait_for_names = 30.0
+    obs.handle(s7_flow(1, 100.0))  # ended, not named yet
+    obs.handle(s7_flow(2, 101.0))  # ended, never named
+    obs.handle(tx(120.0))  # packet time moves on, still within the wait
+    assert obs.violations == 0
+    names[1] = "s7comm_plus"  # tshark's line arrives
+    obs.handle(tx(130.5))  # flow 1's wait is over (100 + 30): judged as S7comm-plus, allowed
+    assert (obs.operations, obs.violations) == (3, 0)
+    obs.flush(131.5)  # flow 2's too: no name, judged as unknown tcp/102
+    assert (obs.operations, obs.violations) == (4, 1)
+    [alert] = alerts
+    assert alert.rule == "policy:hmi-to-plc:protocol_not_allowed"
+    assert alert.flow is not None and alert.flow.flow_id == 2
+
+
+def test_without_a_wait_or_at_the_end_a_flow_is_judged_with_the_name_known_then() -> None:
+    obs, _alerts = observer(S7_POLICY)
+    obs.flow_protocol = lambda flow: None
+    obs.handle(s7_flow(1, 100.0))  # no wait asked (replay): judged at once
+    assert obs.violations == 1
+    obs.wait_for_names = 30.0
+    obs.handle(s7_flow(2, 101.0))
+    assert obs.violations == 1
+    obs.judge_waiting_flows()  # end of input: no name can come any more
+    assert obs.violations == 2
+
+
+def test_flows_waiting_for_a_name_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(policy.observer, "MAX_WAITING_FLOWS", 3)
+    obs, _alerts = observer(S7_POLICY)
+    obs.flow_protocol = lambda flow: None
+    obs.wait_for_names = 1000.0
+    for flow_id in range(1, 6):
+        obs.handle(s7_flow(flow_id, 100.0 + flow_id))
+    assert len(obs._waiting) == 3 and obs.violations == 2  # the two oldest were judged to make room

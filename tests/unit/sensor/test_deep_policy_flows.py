@@ -208,6 +208,27 @@ def test_live_policy_judges_a_flow_tshark_named_as_its_protocol_and_one_it_did_n
     assert policy_alerts(eve) == [("policy:eng-plc:protocol_not_allowed", PLC_B, 102, "unknown")]
 
 
+def test_live_policy_waits_for_a_name_tshark_reads_after_the_flow_ended(tmp_path: Path) -> None:
+    """As above, with sniff --deep's wait for names: the flow to PLC_B ended (its FIN, then the closed
+    linger) before tshark's line naming it was read. It waits, the line comes, the conduit allows it."""
+    pcap = s7_trace()
+    policy = write_policy(tmp_path / "policy.yaml", "s7comm_plus/102")
+    eve = tmp_path / "eve.json"
+    sensor = Sensor(SensorConfig(policy_path=policy, eve_path=eve))
+    scan = scan_with(s7_line(ENG, 49456, PLC_A))
+    try:
+        sensor.judge_flows_as(scan.flow_protocol, wait_for_names=3600.0)
+        assert sensor.replay_file(pcap).error is None
+        sensor.pipeline.finish()  # every flow has ended; the one to PLC_B waits for its name
+        assert sensor.policy is not None and sensor.policy.violations == 0
+        assert scan.aggregator is not None
+        scan.aggregator.feed_line(s7_line(ENG, 49447, PLC_B))  # tshark's line, late
+    finally:
+        summary = sensor.finish([pcap])
+    assert summary["policy"]["violations"] == 0
+    assert policy_alerts(eve) == []
+
+
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str]]:
     with veth_pair("zwp", ("tcpreplay",)) as ends:
