@@ -22,9 +22,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
-from sensor.config import apply_config_args
 from sensor.errors import UserError
 from sensor.records import Frame
 
@@ -45,6 +44,7 @@ class Progress:
         self.packets = 0
         self.started = time.monotonic()
         self._next_draw = 0.0
+        self._done = False
 
     def start_file(self, path: Path) -> None:
         self.index += 1
@@ -77,7 +77,17 @@ class Progress:
         )
         self.stream.flush()
 
+    def tshark(self) -> None:
+        """``--deep``: tshark reads the files now, and the bar does not move meanwhile: say so."""
+        if self.index:  # after the native pass: its bar ends here
+            self.done()
+        self.stream.write(f"tshark: naming the other protocols in {self.total} file(s)...\n")
+        self.stream.flush()
+
     def done(self) -> None:
+        if self._done:
+            return
+        self._done = True
         self.file_bytes = self.size
         self.draw(force=True)
         self.stream.write("\n")
@@ -91,6 +101,15 @@ def _write_json(target: str, data: dict[str, Any]) -> None:
         sys.stdout.flush()
     else:
         Path(target).write_text(text + "\n", encoding="utf-8")
+
+
+def _with_config(config: Any, args: argparse.Namespace) -> Any:
+    """``--config FILE`` / ``--rules PATH`` (sensor/config.py, imported only when one of them is given)."""
+    if not args.config and not args.rules:
+        return config
+    from sensor.config import apply_config_args
+
+    return apply_config_args(config, args)
 
 
 def _with_pki(config: Any, args: argparse.Namespace) -> Any:
@@ -128,7 +147,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         config = dataclasses.replace(
             config, learn_for=args.learn_for, baseline_path=Path(args.baseline) if args.baseline else None
         )
-    config = apply_config_args(config, args)
+    config = _with_config(config, args)
     config = _with_pki(config, args)
     progress = Progress(sys.stderr, paths) if sys.stderr.isatty() and not args.quiet else None
     summary, reports = replay(
@@ -136,6 +155,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         config,
         on_frame=progress.frame if progress else None,
         on_file=progress.start_file if progress else None,
+        before_tshark=progress.tshark if progress else None,
     )
     if progress:
         progress.done()
@@ -165,7 +185,7 @@ def cmd_sniff(args: argparse.Namespace) -> int:
         learn_for=args.learn_for,
         baseline_path=Path(args.baseline) if args.baseline else None,
     )
-    sensor = Sensor(_with_pki(apply_config_args(config, args), args))
+    sensor = Sensor(_with_pki(_with_config(config, args), args))
     runner = LiveRunner(
         sensor,
         interface=args.interface,
@@ -189,8 +209,19 @@ def cmd_sniff(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zonewarden", description="Passive OT/ICS security monitor")
+class _WholeParserNeeded(Exception):
+    """The replay/sniff-only parser met something only the whole parser may answer (see _parse_args)."""
+
+
+class _CoreParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _WholeParserNeeded(message)
+
+
+def build_parser(*, core_only: bool = False) -> argparse.ArgumentParser:
+    """The ``zonewarden`` parser; ``core_only``: replay and sniff alone, raising on errors (_parse_args)."""
+    parser_class = _CoreParser if core_only else argparse.ArgumentParser
+    parser = parser_class(prog="zonewarden", description="Passive OT/ICS security monitor")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -247,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _pki_flags(s)
     s.set_defaults(func=cmd_sniff)
+    if core_only:
+        return parser
 
     from api.pki.cli import register as register_pki
 
@@ -269,9 +302,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+CORE_COMMANDS = ("replay", "sniff")
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; a replay or sniff without registering every other sub-command.
+
+    Importing and building the parsers of all sub-commands costs tens of milliseconds, paid by every
+    replay (a throughput benchmark counts start-up). When the command is replay or sniff (nothing but
+    ``-v`` before it), a parser of those two is tried first. It raises instead of printing on anything
+    it would refuse, and the whole parser then parses the same words again, so every usage line and
+    error message is the whole parser's. A help request for replay or sniff prints the same text from
+    either parser (the sub-parser's own); ``-h`` before the command goes to the whole parser.
+    """
+    words = sys.argv[1:] if argv is None else list(argv)
+    first = 0
+    while first < len(words) and words[first] in ("-v", "--verbose"):
+        first += 1
+    if first < len(words) and words[first] in CORE_COMMANDS:
+        try:
+            return build_parser(core_only=True).parse_args(words)
+        except _WholeParserNeeded:
+            pass
+    return build_parser().parse_args(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="zonewarden: %(levelname)s: %(name)s: %(message)s",

@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from sensor.errors import UserError
 
 SECTIONS = frozenset({"version", "rules", "outputs"})
@@ -256,6 +254,8 @@ def load_config(path: Path | str) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{p}: {exc.strerror or exc}") from None
+    import yaml  # here, not at the top: every replay imports this module, few give --config
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

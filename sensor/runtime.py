@@ -164,6 +164,7 @@ class Sensor:
         self._capture_lock = threading.Lock()
         self.files: list[FileReport] = []
         self.other_protocols: dict[str, int] | None = None
+        self.before_tshark: Callable[[], None] | None = None  # --deep: called as tshark starts reading
         # tshark's flows of these files, when identified before the native pass (identify_before_replay)
         self._identified: tuple[tuple[Path, ...], list[OtherProtocolFlow]] | None = None
         if self.inventory.store is not None:  # the store keeps the counters (GET /api/v1/status)
@@ -180,6 +181,8 @@ class Sensor:
             return
         from sensor.deep import flow_protocol_lookup, identify_other_protocols
 
+        if self.before_tshark is not None:
+            self.before_tshark()
         flows = identify_other_protocols(list(paths))
         self._identified = (tuple(paths), flows)
         self.judge_flows_as(flow_protocol_lookup(flows))
@@ -266,6 +269,8 @@ class Sensor:
             if identified is not None and identified[0] == tuple(paths):  # named before the pass
                 other_flows = identified[1]
             else:
+                if self.before_tshark is not None:
+                    self.before_tshark()
                 other_flows = identify_other_protocols(list(paths))
             self.other_protocols = summarize(other_flows)
             self.inventory.absorb_other_protocols(other_flows)
@@ -333,13 +338,16 @@ def replay(
     config: SensorConfig = SensorConfig(),
     on_frame: Callable[[Frame], None] | None = None,
     on_file: Callable[[Path], None] | None = None,
+    before_tshark: Callable[[], None] | None = None,
 ) -> tuple[dict[str, Any], list[FileReport]]:
     """Replay capture files in order into one sensor; return the summary and per-file reports.
+    ``before_tshark`` is called when tshark starts reading the files (``deep``), before or after the pass.
 
     A file that cannot be read is reported (``FileReport.error``) and the next one is processed:
     one bad file does not lose the others' results.
     """
     sensor = Sensor(config)
+    sensor.before_tshark = before_tshark
     sensor.identify_before_replay(paths)  # deep + policy only: tshark first, so the policy knows its names
     for path in paths:
         if on_file is not None:

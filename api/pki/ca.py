@@ -57,17 +57,17 @@ from api.pki.csr import (
     signature_hash_for,
 )
 from api.pki.errors import CaUnavailable, Conflict, NotFound, PkiError, RequestRefused
+from api.pki.names import CA_KEY_KINDS as CA_KEY_KINDS
+from api.pki.names import DEFAULT_MAX_VALIDITY_DAYS as DEFAULT_MAX_VALIDITY_DAYS
+from api.pki.names import DEVICE_KEY_KINDS as DEVICE_KEY_KINDS
 from api.pki.profiles import BACKDATE_SECONDS, Profile, get_profile, read_modbus_role
 from api.pki.store import CertificateRow, PkiStore, serial_hex
 
 logger = logging.getLogger(__name__)
 
-CA_KEY_KINDS = ("rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
-DEVICE_KEY_KINDS = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384")
 MIN_PASSPHRASE_BYTES = 12
 ROOT_DAYS = 20 * 365
 ISSUING_DAYS = 10 * 365
-DEFAULT_MAX_VALIDITY_DAYS = 825
 SERIAL_ATTEMPTS = 4
 
 ROOT_CERT, ROOT_KEY, ROOT_CRL = "root-ca.pem", "root-ca.key", "root-ca.crl.pem"

@@ -38,27 +38,25 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
-
-from api.pki.ca import (
+from api.pki.errors import CaUnavailable, Conflict, NotFound, PkiError
+from api.pki.names import (
     CA_KEY_KINDS,
     DEFAULT_MAX_VALIDITY_DAYS,
     DEVICE_KEY_KINDS,
-    CaDirectory,
-    init_ca,
-    iso,
-    pkcs12_bytes,
-    utc_now,
-    write_file_atomic,
+    EXPORT_FORMATS,
+    PROFILE_NAMES,
+    REASON_NAMES,
 )
-from api.pki.crl import REASON_NAMES
-from api.pki.csr import IPNetwork, parse_san_option, parse_subject_option
-from api.pki.errors import CaUnavailable, Conflict, NotFound, PkiError
-from api.pki.export import EXPORT_FORMATS, export
-from api.pki.profiles import PROFILES
 from sensor.errors import UserError
+
+if TYPE_CHECKING:
+    from api.pki.ca import CaDirectory
+    from api.pki.csr import IPNetwork
+
+# The commands import the CA, CSR, CRL and export modules (and with them ``cryptography``) when they
+# run: ``register`` is called by every ``zonewarden`` command but replay and sniff, and stays cheap.
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +129,8 @@ def _write_output(path: str, data: bytes, mode: int) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return
+    from api.pki.ca import write_file_atomic
+
     try:
         write_file_atomic(Path(path).resolve(), data, mode)
     except OSError as exc:
@@ -138,6 +138,8 @@ def _write_output(path: str, data: bytes, mode: int) -> None:
 
 
 def _open(args: argparse.Namespace) -> CaDirectory:
+    from api.pki.ca import CaDirectory
+
     return CaDirectory(Path(args.dir), _actor())
 
 
@@ -145,6 +147,8 @@ def _open(args: argparse.Namespace) -> CaDirectory:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from api.pki.ca import init_ca
+
     passphrase = read_passphrase(args.passphrase_file, confirm=True)
     networks: list[IPNetwork] | None = None
     if args.allow_ip:
@@ -173,6 +177,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_issue(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    from api.pki.ca import iso, pkcs12_bytes
+    from api.pki.csr import parse_san_option, parse_subject_option
+
     if args.generate_key == bool(args.csr):
         raise UserError("give either --csr FILE or --generate-key")
     if args.generate_key and not (args.subject and args.p12_out and args.p12_passphrase_file):
@@ -205,6 +214,10 @@ def cmd_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    from api.pki.ca import pkcs12_bytes
+
     choices = sum((bool(args.csr), args.same_key, args.generate_key))
     if choices != 1:
         raise UserError("renew needs exactly one of --csr FILE, --same-key, --generate-key")
@@ -250,6 +263,10 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_crl(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+
+    from api.pki.ca import iso
+
     passphrase = read_passphrase(args.passphrase_file)
     with _open(args) as cadir:
         crl = cadir.unlock(passphrase).refresh_crls()
@@ -263,6 +280,8 @@ def cmd_crl(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from api.pki.export import export
+
     with _open(args) as cadir:
         warnings = export(cadir, args.format, Path(args.out))
     for warning in warnings:
@@ -286,6 +305,8 @@ def _observed_certificates(db: Path, issued: dict[str, dict[str, Any]]) -> list[
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from api.pki.ca import iso, utc_now
+
     with _open(args) as cadir:
         rows = cadir.list_certificates()
     now = iso(utc_now())
@@ -426,7 +447,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("issue", help="issue a certificate from a CSR or with a generated key")
     common(p, unlock=True)
-    p.add_argument("--profile", required=True, choices=list(PROFILES))
+    p.add_argument("--profile", required=True, choices=list(PROFILE_NAMES))
     issuance_options(p)
     p.add_argument("--subject", help='subject for --generate-key, RFC 4514 ("CN=plc1,O=Plant")')
     p.add_argument(

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from api.pki.csr import signature_hash_for
 from api.pki.errors import Unprocessable
+from api.pki.names import REASON_NAMES as REASON_NAMES
 
 MAX_CRL_DAYS = 7
 MAX_SERIAL_OCTETS = 20  # RFC 5280 §4.1.2.2
@@ -36,16 +37,6 @@ REASONS: dict[str, x509.ReasonFlags] = {
     "privilegewithdrawn": x509.ReasonFlags.privilege_withdrawn,
     "aacompromise": x509.ReasonFlags.aa_compromise,
 }
-REASON_NAMES = (
-    "unspecified",
-    "keyCompromise",
-    "cACompromise",
-    "affiliationChanged",
-    "superseded",
-    "cessationOfOperation",
-    "privilegeWithdrawn",
-    "aACompromise",
-)
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 

@@ -35,8 +35,8 @@ from cryptography.x509.oid import NameOID
 
 from api.pki.ca import CaDirectory, cert_pem, write_file_atomic
 from api.pki.errors import RequestRefused
+from api.pki.names import EXPORT_FORMATS as EXPORT_FORMATS
 
-EXPORT_FORMATS = ("pem-bundle", "opcua-trustlist")
 _UNSAFE = re.compile(r"[^A-Za-z0-9 ._-]")
 
 

@@ -24,13 +24,16 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
-from xml.sax.saxutils import escape
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any, Final
 
 from sensor.assets.graph import CommunicationGraph
 from sensor.errors import UserError
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+# networkx and xml.sax.saxutils (which pulls urllib.request) are imported by the exports that use them:
+# the command line's whole parser (every command but replay and sniff) imports this module for FORMATS.
 
 FORMATS: Final = ("graphml", "json", "dot", "svg", "png")
 
@@ -92,6 +95,8 @@ def export_graph(graph: CommunicationGraph, nodes: Mapping[str, NodeInfo], fmt: 
     """The graph in ``fmt`` (one of :data:`FORMATS`) as bytes."""
     if fmt not in FORMATS:
         raise UserError(f"unknown graph format {fmt!r} (choose from {', '.join(FORMATS)})")
+    import networkx as nx
+
     g = to_networkx(graph, nodes)
     if fmt == "json":
         data = nx.node_link_data(g, edges="edges")
@@ -179,6 +184,8 @@ def layout(graph: CommunicationGraph, nodes: Mapping[str, NodeInfo]) -> dict[str
 
 def to_svg(graph: CommunicationGraph, nodes: Mapping[str, NodeInfo]) -> str:
     """A standalone SVG drawing of the graph (see the module docstring for the layout)."""
+    from xml.sax.saxutils import escape
+
     pos = layout(graph, nodes)
     width = max((p[0] for p in pos.values()), default=MARGIN) + COLUMN
     height = max((p[1] for p in pos.values()), default=MARGIN + LEGEND_HEIGHT) + MARGIN

@@ -7,8 +7,10 @@ seen on it (Modbus function codes and unit ids, OPC UA services, MQTT topics pub
 Callers never touch networkx: the facade answers the questions policy and the API ask (neighbours,
 communications between two sets of assets, paths) and builds a flat-attribute ``MultiDiGraph`` for
 export. The edge objects live in one ordered dict (least recently seen first) so updating an edge on
-every event is a dict lookup; the networkx graph only mirrors the topology. Edges are bounded by
-``Limits.max_graph_edges``: the least recently seen edge goes first (``graph.edges_evicted``).
+every event is a dict lookup. The topology is kept in two plain dicts with the semantics and orders of
+a networkx ``MultiDiGraph``; networkx itself is imported and the graph built only when a graph
+algorithm or an export asks for it, so a replay does not pay its import (~0.1 s of start-up). Edges are
+bounded by ``Limits.max_graph_edges``: the least recently seen edge goes first (``graph.edges_evicted``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import networkx as nx
+if TYPE_CHECKING:
+    import networkx as nx
 
 EdgeKey = tuple[str, str, str, int]  # client IP, server IP, protocol, server port
+NodePair = tuple[str, str]  # client IP, server IP: one networkx adjacency entry, any number of edges
 MAX_OPERATIONS_PER_KIND: Final = 256
 OPERATION_KINDS: Final = ("function", "unit", "service", "publish", "subscribe", "receive")
 
@@ -106,8 +110,12 @@ class CommunicationGraph:
 
     def __init__(self, max_edges: int = 500_000) -> None:
         self.max_edges = max_edges
-        self._graph: nx.MultiDiGraph[str] = nx.MultiDiGraph()
         self._edges: OrderedDict[EdgeKey, EdgeStats] = OrderedDict()
+        # The topology as networkx would hold it. Nodes in insertion order, each with the pairs that
+        # touch it in the order they were created; a pair (networkx's succ/pred entry) with its edge keys,
+        # dropped with its last edge. A self-loop pair appears once under its node.
+        self._adjacent: dict[str, dict[NodePair, None]] = {}
+        self._pairs: dict[NodePair, dict[EdgeKey, None]] = {}
         self.dirty: set[EdgeKey] = set()
         self.deleted: set[EdgeKey] = set()
         self.track_deleted = False  # a store is attached and must hear of removed edges
@@ -118,10 +126,10 @@ class CommunicationGraph:
 
     @property
     def node_count(self) -> int:
-        return int(self._graph.number_of_nodes())
+        return len(self._adjacent)
 
     def nodes(self) -> list[str]:
-        return list(self._graph.nodes)
+        return list(self._adjacent)
 
     def edges(self) -> Iterator[EdgeStats]:
         return iter(self._edges.values())
@@ -155,15 +163,32 @@ class CommunicationGraph:
     def _insert(self, stats: EdgeStats) -> None:
         key = stats.key
         self._edges[key] = stats
-        self._graph.add_edge(stats.client, stats.server, key=f"{stats.protocol}/{stats.port}")
+        # networkx add_edge: the client, then the server, become nodes if new; a new pair goes last.
+        client, server = key[0], key[1]
+        adjacent = self._adjacent
+        if client not in adjacent:
+            adjacent[client] = {}
+        if server not in adjacent:
+            adjacent[server] = {}
+        pair = (client, server)
+        keys = self._pairs.get(pair)
+        if keys is None:
+            keys = self._pairs[pair] = {}
+            adjacent[client][pair] = None
+            adjacent[server][pair] = None
+        keys[key] = None
         self.dirty.add(key)
         self.deleted.discard(key)
 
     def _drop_edge(self, key: EdgeKey) -> None:
-        client, server = key[0], key[1]
-        gkey = f"{key[2]}/{key[3]}"
-        if self._graph.has_edge(client, server, key=gkey):
-            self._graph.remove_edge(client, server, key=gkey)
+        pair = (key[0], key[1])
+        keys = self._pairs.get(pair)
+        if keys is not None and key in keys:
+            del keys[key]
+            if not keys:  # networkx remove_edge: the pair goes with its last edge, the nodes stay
+                del self._pairs[pair]
+                del self._adjacent[key[0]][pair]
+                self._adjacent[key[1]].pop(pair, None)  # already gone when a self-loop
         self.dirty.discard(key)
         if self.track_deleted:
             self.deleted.add(key)
@@ -176,24 +201,25 @@ class CommunicationGraph:
         return stats
 
     def add_node(self, ip: str) -> None:
-        self._graph.add_node(ip)
+        if ip not in self._adjacent:
+            self._adjacent[ip] = {}
 
     def remove_node(self, ip: str) -> None:
         """Drop an asset and every edge touching it (the inventory evicted it)."""
-        if ip not in self._graph:
+        pairs = self._adjacent.pop(ip, None)
+        if pairs is None:
             return
-        keys = [
-            (u, v, k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1]))
-            for u, v, k in [*self._graph.out_edges(ip, keys=True), *self._graph.in_edges(ip, keys=True)]
-        ]
-        for key in keys:
-            stats = self._edges.pop(key, None)
-            if stats is not None:
-                stats.evicted = True
-                self.dirty.discard(key)
-                if self.track_deleted:
-                    self.deleted.add(key)
-        self._graph.remove_node(ip)
+        for pair in pairs:
+            for key in self._pairs.pop(pair):
+                stats = self._edges.pop(key, None)
+                if stats is not None:
+                    stats.evicted = True
+                    self.dirty.discard(key)
+                    if self.track_deleted:
+                        self.deleted.add(key)
+            other = pair[1] if pair[0] == ip else pair[0]
+            if other != ip:
+                del self._adjacent[other][pair]
 
     def load(self, edges: Collection[EdgeStats]) -> None:
         for stats in sorted(edges, key=lambda e: e.last_seen):
@@ -207,19 +233,19 @@ class CommunicationGraph:
 
     def neighbours(self, ip: str) -> set[str]:
         """Every asset ``ip`` talks to, as client or server."""
-        if ip not in self._graph:
-            return set()
-        return set(self._graph.successors(ip)) | set(self._graph.predecessors(ip))
+        return {server if client == ip else client for client, server in self._adjacent.get(ip, ())}
 
     def edges_of(self, ip: str) -> list[EdgeStats]:
-        if ip not in self._graph:
-            return []
+        """The edges of ``ip`` in networkx's order: as client, then as server (a self-loop twice)."""
+        pairs = self._adjacent.get(ip, {})
+        outgoing = [pair for pair in pairs if pair[0] == ip]
+        incoming = [pair for pair in pairs if pair[1] == ip]
         out = []
-        for u, v, k in [*self._graph.out_edges(ip, keys=True), *self._graph.in_edges(ip, keys=True)]:
-            proto, _, port = k.rpartition("/")
-            stats = self._edges.get((u, v, proto, int(port)))
-            if stats is not None:
-                out.append(stats)
+        for pair in (*outgoing, *incoming):
+            for key in self._pairs[pair]:
+                stats = self._edges.get(key)
+                if stats is not None:
+                    out.append(stats)
         return out
 
     def communications(
@@ -235,30 +261,54 @@ class CommunicationGraph:
     def paths(self, source: str, target: str, max_hops: int = 4, directed: bool = True) -> list[list[str]]:
         """Simple paths from ``source`` to ``target`` of at most ``max_hops`` edges (client -> server
         direction unless ``directed`` is False), shortest first."""
-        if source not in self._graph or target not in self._graph:
+        if source not in self._adjacent or target not in self._adjacent:
             return []
-        graph: Any = self._graph if directed else self._graph.to_undirected(as_view=True)
+        import networkx as nx
+
+        topology = self._networkx()
+        graph: Any = topology if directed else topology.to_undirected(as_view=True)
         simple = nx.DiGraph(graph) if directed else nx.Graph(graph)
         found = [list(p) for p in nx.all_simple_paths(simple, source, target, cutoff=max_hops)]
         return sorted(found, key=lambda p: (len(p), p))
 
     def shortest_path(self, source: str, target: str, directed: bool = True) -> list[str] | None:
-        if source not in self._graph or target not in self._graph:
+        if source not in self._adjacent or target not in self._adjacent:
             return None
-        graph: Any = self._graph if directed else self._graph.to_undirected(as_view=True)
+        import networkx as nx
+
+        topology = self._networkx()
+        graph: Any = topology if directed else topology.to_undirected(as_view=True)
         try:
             return list(nx.shortest_path(graph, source, target))
         except nx.NetworkXNoPath:
             return None
 
-    # --- export -------------------------------------------------------------------------------
+    # --- networkx -----------------------------------------------------------------------------
+
+    def _networkx(self) -> nx.MultiDiGraph[str]:
+        """The topology as a networkx ``MultiDiGraph``, built now (O(nodes + edges)).
+
+        Nodes are added in their order, then the pairs in the order they were created: that gives
+        every node's successors and predecessors the order an incrementally kept networkx graph has,
+        so algorithms that walk them (ties between equally short paths) answer the same.
+        """
+        import networkx as nx
+
+        graph: nx.MultiDiGraph[str] = nx.MultiDiGraph()
+        graph.add_nodes_from(self._adjacent)
+        for (client, server), keys in self._pairs.items():
+            for key in keys:
+                graph.add_edge(client, server, key=f"{key[2]}/{key[3]}")
+        return graph
 
     def to_networkx(
         self, node_attributes: Callable[[str], dict[str, Any]] | None = None
     ) -> nx.MultiDiGraph[str]:
         """A copy with flat, export-safe attributes (strings and numbers only, GraphML-compatible)."""
+        import networkx as nx
+
         out: nx.MultiDiGraph[str] = nx.MultiDiGraph()
-        for node in sorted(self._graph.nodes):
+        for node in sorted(self._adjacent):
             out.add_node(node, **(node_attributes(node) if node_attributes else {}))
         for stats in sorted(self._edges.values(), key=lambda e: e.key):
             attrs: dict[str, Any] = {

@@ -56,3 +56,17 @@ def test_replay_draws_the_bar_on_a_terminal_only(tmp_path: Path) -> None:
         os.close(leader)
     assert done.returncode == 0
     assert b"file 1/1 modbus-pymodbus-polling.pcap" in shown and b"100.0%" in shown
+
+
+def test_the_bar_ends_when_tshark_starts_and_is_not_drawn_twice() -> None:
+    out = io.StringIO()
+    paths = [PCAPS / "modbus-pymodbus-polling.pcap"]
+    bar = Progress(out, paths)
+    bar.tshark()  # --deep with a policy: tshark first, no bar yet
+    assert out.getvalue() == "tshark: naming the other protocols in 1 file(s)...\n"
+    bar.start_file(paths[0])
+    bar.frame(Frame(0.0, 1, b"x" * 60, 60))
+    bar.tshark()  # --deep alone: after the pass, whose bar ends first
+    bar.done()
+    lines = out.getvalue().split("\n")
+    assert "100.0%" in lines[1] and lines[2:] == ["tshark: naming the other protocols in 1 file(s)...", ""]

@@ -276,3 +276,25 @@ def test_sniff_deep_honours_a_conduit_allowing_s7comm_plus(veth: tuple[str, str]
     assert summary["policy"]["operations"] > 2 and summary["modbus"]["transactions"] > 0
     assert (summary["policy"]["violations"], summary["policy"]["denied_by_conduit"]) == (0, {})
     assert policy_alerts(tmp_path / "eve.json") == []
+
+
+@needs_tshark
+def test_replay_says_when_tshark_starts_reading_before_or_after_the_native_pass(
+    tmp_path: Path, tshark_runs: list[str]
+) -> None:
+    """The progress bar stops while tshark reads the files: ``before_tshark`` lets the command say so,
+    before the pass (with a policy, which must know tshark's names) or after it (without)."""
+    pcap = s7_trace()
+    policy = write_policy(tmp_path / "policy.yaml", "s7comm_plus/102")
+    for config, order in (
+        (SensorConfig(deep=True), ["file", "said", "tshark"]),
+        (SensorConfig(deep=True, policy_path=policy), ["said", "tshark", "file"]),
+    ):
+        tshark_runs.clear()
+        replay(
+            [pcap],
+            config,
+            on_file=lambda _path: tshark_runs.append("file"),
+            before_tshark=lambda: tshark_runs.append("said"),
+        )
+        assert tshark_runs == order
