@@ -42,7 +42,7 @@ class Limits:
     transaction_timeout: float = 120.0
     max_pdu_buffer: int = 1024 * 1024  # bytes a session buffers towards one PDU
     # Modbus PDUs parsed once and reused by their bytes (0: parse every one); emptied when full
-    modbus_pdu_memo: int = 8192
+    modbus_pdu_memo: int = 4096
 
     # OPC UA (OPC 10000-6 §7.1)
     opcua_max_message_size: int = 16 * 1024 * 1024

@@ -118,6 +118,7 @@ def _fc_info(fc: int) -> tuple[str, str, str]:
 
 
 _FC_INFO: Final[tuple[tuple[str, str, str], ...]] = tuple(_fc_info(fc) for fc in range(128))
+_WRITES: Final = frozenset(fc for fc in range(128) if codes.category(fc) == "write")
 
 
 # A parsed PDU and the anomalies its parse found: (kind with the "modbus." prefix, detail).
@@ -172,9 +173,9 @@ class PduMemo:
 
     Polling sends the same requests for days, and parsing is a pure function of a PDU's bytes whose
     record is immutable: a repeated request reuses the record and the anomalies found the first time.
-    Responses are not kept: they carry process values, which change (and a table of them cost more than
-    it saved on the benchmark's random values). Bounded: the table is emptied when it reaches
-    ``entries``; ``entries`` 0 parses every PDU.
+    Requests that write carry values, and responses carry process values: those change, so they are
+    parsed every time (a table of them cost more than it saved, and held a copy of every value written).
+    Bounded: the table is emptied when it reaches ``entries``; ``entries`` 0 parses every PDU.
     """
 
     __slots__ = ("entries", "requests")
@@ -187,7 +188,7 @@ class PduMemo:
         parsed = self.requests.get(pdu)
         if parsed is None:
             parsed = parse_request_pdu(pdu)
-            if self.entries:
+            if self.entries and pdu[0] not in _WRITES:
                 if len(self.requests) >= self.entries:
                     self.requests.clear()
                 self.requests[pdu] = parsed

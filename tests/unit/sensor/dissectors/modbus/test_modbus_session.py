@@ -305,3 +305,7 @@ def test_request_memo_is_shared_by_a_dissectors_sessions_and_stays_bounded() -> 
     for address in range(50):  # distinct requests: the table is emptied, never grows past its size
         a.feed(adu(100 + address, 1, bytes([3, 0, address, 0, 1])), True, 1.0)
         assert len(memo.requests) <= 4
+    memo.requests.clear()
+    write = H("06 0001 1234")  # writes carry values, which change: parsed every time, never kept
+    assert txs([*a.feed(adu(7, 1, write), True, 2.0), *a.feed(adu(7, 1, write), False, 2.1)])
+    assert memo.requests == {}
