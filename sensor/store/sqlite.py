@@ -5,7 +5,9 @@ Shape:
 * Schema in versioned SQL files (``migrations/NNNN_name.sql``), applied in order inside one
   transaction each and recorded in ``schema_migrations``; plain SQL types so the same files run on
   PostgreSQL for a central deployment (no SQLite-only column types, no ``WITHOUT ROWID``, upserts
-  written as ``INSERT ... ON CONFLICT (...) DO UPDATE``, which both engines accept).
+  written as ``INSERT ... ON CONFLICT (...) DO UPDATE``, which both engines accept). What only SQLite
+  runs (JSON functions, triggers) is applied with its version, in the same transaction, from
+  :data:`_SQLITE_ONLY_STEPS`: today the triggers that derive ``policy_alert_edges`` from ``alerts``.
 * One writer (the sensor's :class:`~sensor.assets.observer.InventoryObserver`), batched: changes
   accumulate in memory and :meth:`Store.save` writes them in one transaction, every N events and at
   the end of input, never per event. Readers (the CLI, the web API) use their own connections: WAL lets
@@ -57,6 +59,7 @@ IN_CHUNK: Final = 500  # ids per "IN (...)" query (SQLite's default limit is 999
 DEFAULT_REMEMBERED_FLOWS: Final = 2_000_000
 LABELS_SCHEMA_VERSION: Final = 2  # migrations/0002_asset_labels.sql
 ALERT_SEQ_SCHEMA_VERSION: Final = 3  # migrations/0003_alert_sequence.sql
+POLICY_ALERT_EDGES_SCHEMA_VERSION: Final = 4  # migrations/0004_policy_alert_edges.sql
 
 
 def default_db_path() -> Path:
@@ -115,6 +118,7 @@ class Store:
             # a read-only look at a file an older version wrote (before migration 2) has no labels
             self.has_labels = self.schema_version() >= LABELS_SCHEMA_VERSION
             self.has_alert_seq = self.schema_version() >= ALERT_SEQ_SCHEMA_VERSION
+            self.has_policy_alert_edges = self.schema_version() >= POLICY_ALERT_EDGES_SCHEMA_VERSION
         except sqlite3.DatabaseError as error:
             raise UserError(f"{self.path}: not a zonewarden database ({error})") from error
         self.pending_alerts: dict[str, Alert] = {}
@@ -148,6 +152,8 @@ class Store:
                 if done:
                     continue
                 for statement in split_statements(sql):
+                    self.conn.execute(statement)
+                for statement in _SQLITE_ONLY_STEPS.get(version, ()):
                     self.conn.execute(statement)
                 self.conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
@@ -648,24 +654,26 @@ class Store:
         """Edges as :meth:`list_edges`, each with ``policy``: the policy alerts raised on that
         communication (same client, server, protocol and server port), by conduit and rule.
 
-        One query: the policy alerts grouped by (client, server, protocol, port, conduit, rule) joined to
-        the edges; an edge with several groups comes back as several rows, merged here.
-        ``policy.status``: ``violation`` (an alert not closed), ``closed`` (every alert closed) or
-        ``none``. Policy alerts aggregate per rule and host pair, so one alert can span several
-        communications of the two hosts: its row names the protocol and port of the first operation it
-        counted and its evidence lists every one (``edges``, policy/observer.py); an alert counts once
-        on each of them. An alert about a flow no dissector claimed (a bare service, a port scan) has an
-        empty ``app_proto`` (EVE: no application layer) while the inventory names its edge by the
-        transport (sensor/assets/observer.py): its row's communication is the evidence's ``transport``.
-        With ``--deep``, tshark may name that flow afterwards (or, live, before the alert) and the
-        inventory renames its edge after the protocol (``s7comm_plus``, ``dnp3``): a communication named
-        by a transport is also the edge of the same hosts, transport and port that tshark named
+        One query: the communications policy alerts name (``policy_alert_edges``, one row per alert and
+        communication with what is shown of the alert, derived when the alert is written:
+        :data:`_POLICY_ALERT_EDGES_SELECT`) grouped by client, server, port, protocol, conduit and rule,
+        joined to the edges; an edge with several groups comes back as several rows, merged here. The
+        grouping is one pass over an index of small rows (with ``ip``, only that address's rows are
+        grouped): no alert's evidence is parsed and no alert row is read. ``policy.status``:
+        ``violation`` (an alert not closed), ``closed`` (every alert closed) or ``none``. One aggregated
+        policy alert can span several communications of its two hosts (policy/observer.py) and counts
+        once on each of them. A communication named by a transport (a flow no dissector claimed) is also
+        the edge of the same hosts, transport and port that tshark named with ``--deep``
         (:data:`_TRANSPORT_MATCHES_EDGE`), never a native dissector's edge.
         """
-        where, args = [], []
+        if not self.has_policy_alert_edges:
+            raise UserError(f"{self.path}: written by an older version; open it read-write once to upgrade")
+        where, args, of_address = [], [], ""
         if ip:
+            # a group joins an edge of the same two hosts: only the address's groups are needed
+            of_address = " WHERE client_ip = ? OR server_ip = ?"
             where.append("(e.client_ip = ? OR e.server_ip = ?)")
-            args += [ip, ip]
+            args += [ip, ip, ip, ip]
         if protocol:
             where.append("e.protocol = ?")
             args.append(protocol)
@@ -673,25 +681,16 @@ class Store:
             "SELECT e.edge_id, e.client_ip, e.server_ip, e.protocol, e.port, e.transport, e.packets, e.bytes,"
             " e.flows, e.first_seen, e.last_seen, e.operations,"
             " p.conduit, p.rule, p.alerts, p.hits, p.still_open, p.last_ts FROM edges e LEFT JOIN ("
-            "SELECT src_ip, dest_ip, app_proto, dest_port, conduit, rule, COUNT(*) AS alerts,"
+            "SELECT client_ip, server_ip, port, protocol, conduit, rule, COUNT(*) AS alerts,"
             " SUM(count) AS hits, SUM(CASE WHEN status = 'closed' THEN 0 ELSE 1 END) AS still_open,"
-            " MAX(last_ts) AS last_ts FROM ("
-            # the alert's own communication, and the others its evidence lists (policy/observer.py)
-            f"SELECT src_ip, dest_ip, {_ALERT_EDGE_PROTOCOL.format(a='')} AS app_proto, dest_port, conduit,"
-            " rule, count, status, last_ts FROM alerts WHERE category = 'policy'"
-            # (CASE: whatever order SQLite evaluates the terms in, only valid JSON objects are read)
-            " UNION ALL SELECT a.src_ip, a.dest_ip,"
-            " CASE WHEN x.type = 'object' THEN json_extract(x.value, '$.protocol') END AS protocol,"
-            " CASE WHEN x.type = 'object' THEN json_extract(x.value, '$.port') END AS port,"
-            " a.conduit, a.rule, a.count, a.status, a.last_ts"
-            " FROM alerts a, json_each(CASE WHEN json_valid(a.evidence) THEN a.evidence END, '$.edges') x"
-            " WHERE a.category = 'policy' AND instr(a.evidence, '\"edges\"') > 0 AND x.type = 'object'"
-            f" AND NOT (protocol IS {_ALERT_EDGE_PROTOCOL.format(a='a.')} AND port IS a.dest_port))"
-            " GROUP BY src_ip, dest_ip, app_proto, dest_port, conduit, rule) p"
-            " ON p.src_ip = e.client_ip AND p.dest_ip = e.server_ip AND p.dest_port = e.port"
-            f" AND (p.app_proto = e.protocol OR {_TRANSPORT_MATCHES_EDGE})"
+            f" MAX(last_ts) AS last_ts FROM policy_alert_edges{of_address}"
+            # the column order of the index policy_alert_edges_marks: grouped as it is read, no sort
+            " GROUP BY client_ip, server_ip, port, protocol, conduit, rule) p"
+            " ON p.client_ip = e.client_ip AND p.server_ip = e.server_ip AND p.port = e.port"
+            f" AND (p.protocol = e.protocol OR {_TRANSPORT_MATCHES_EDGE})"
             + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY e.edge_id, p.conduit, p.rule"
+            # (p.protocol last: a tshark-named edge can carry one rule as its transport and by its name)
+            + " ORDER BY e.edge_id, p.conduit, p.rule, p.protocol"
         )
         out: list[dict[str, Any]] = []
         for r in self.conn.execute(sql, args):
@@ -826,14 +825,77 @@ _EDGE_SELECT: Final = (
     "SELECT edge_id, client_ip, server_ip, protocol, port, transport, packets, bytes, flows, first_seen,"
     " last_seen, operations FROM edges"
 )
-# The protocol of the edge a policy alert's row names, as the inventory names edges: the app_proto, else
-# (a flow no dissector claimed) the transport the evidence records (policy/evaluate.py); NULL (no edge)
-# when the evidence is not JSON or records none. ``{a}``: the alerts table's alias with its dot, or "".
-_ALERT_EDGE_PROTOCOL: Final = (
-    "(CASE WHEN {a}app_proto <> '' THEN {a}app_proto"
-    " WHEN json_valid({a}evidence) THEN json_extract({a}evidence, '$.transport') END)"
+# The communications policy alerts name, one row each, as the inventory names edges: the one the alert's
+# row names (its app_proto, else, for a flow no dissector claimed, the transport its evidence records:
+# policy/evaluate.py; the server port) and every object of its evidence's ``edges`` (policy/observer.py:
+# an aggregated alert spanning several communications of its two hosts); each with what the map shows of
+# the alert. A protocol is a JSON string and a port a JSON integer, as the sensor writes them; an alert
+# whose evidence is not JSON or records none names what its row says, or nothing. UNION: named by the row
+# and listed in the evidence, a communication is one row (the alert counts once on it). Only JSON objects
+# are read, whatever order SQLite evaluates the terms in (the CASEs). ``{alerts}``: a FROM item named
+# ``a`` with the alerts table's columns.
+_POLICY_ALERT_EDGES_SELECT: Final = (
+    "SELECT * FROM ("
+    "SELECT a.alert_id, a.src_ip, a.dest_ip, CASE WHEN a.app_proto <> '' THEN a.app_proto"
+    " WHEN json_valid(a.evidence) THEN CASE json_type(a.evidence, '$.transport')"
+    " WHEN 'text' THEN json_extract(a.evidence, '$.transport') END END AS protocol,"
+    " a.dest_port, a.conduit, a.rule, a.count, a.status, a.last_ts FROM {alerts}"
+    " UNION SELECT a.alert_id, a.src_ip, a.dest_ip, json_extract(x.value, '$.protocol'),"
+    " json_extract(x.value, '$.port'), a.conduit, a.rule, a.count, a.status, a.last_ts"
+    " FROM {alerts}, json_each(CASE WHEN instr(a.evidence, '\"edges\"') > 0"
+    " AND json_valid(a.evidence) THEN a.evidence END, '$.edges') x"
+    " WHERE CASE WHEN x.type = 'object' THEN json_type(x.value, '$.protocol') = 'text'"
+    " AND json_type(x.value, '$.port') = 'integer' END"
+    ") WHERE protocol IS NOT NULL"
 )
-# A policy row naming a transport (``tcp``/``udp``: a flow no native dissector claimed) is also about the
+_INSERT_POLICY_ALERT_EDGES: Final = (
+    "INSERT INTO policy_alert_edges (alert_id, client_ip, server_ip, protocol, port, conduit, rule, count,"
+    " status, last_ts) "
+)
+# The columns of an alert its rows derive from.
+_POLICY_ALERT_EDGE_SOURCES: Final = (
+    "alert_id",
+    "category",
+    "src_ip",
+    "dest_ip",
+    "app_proto",
+    "dest_port",
+    "evidence",
+    "conduit",
+    "rule",
+    "count",
+    "status",
+    "last_ts",
+)
+_NEW_POLICY_ALERT_EDGES: Final = _INSERT_POLICY_ALERT_EDGES + _POLICY_ALERT_EDGES_SELECT.format(
+    alerts=f"(SELECT {', '.join(f'NEW.{c} AS {c}' for c in _POLICY_ALERT_EDGE_SOURCES)}"
+    " WHERE NEW.category = 'policy') a"
+)
+# ``policy_alert_edges`` is kept by the database itself, in the statement that writes the alert: whoever
+# writes it (this store's upsert or triage, an older version of the sensor on an upgraded file, a person
+# with sqlite3), an alert's rows are what its row and evidence say now. An upsert that changes none of
+# those columns (a replay) touches no row. A change of the rule is a new schema version that replaces
+# these triggers and refills the table.
+_POLICY_ALERT_EDGES_TRIGGERS: Final = (
+    "CREATE TRIGGER policy_alert_edges_insert AFTER INSERT ON alerts WHEN NEW.category = 'policy' BEGIN"
+    f" DELETE FROM policy_alert_edges WHERE alert_id = NEW.alert_id; {_NEW_POLICY_ALERT_EDGES}; END",
+    f"CREATE TRIGGER policy_alert_edges_update AFTER UPDATE OF {', '.join(_POLICY_ALERT_EDGE_SOURCES)}"
+    f" ON alerts WHEN {' OR '.join(f'NEW.{c} IS NOT OLD.{c}' for c in _POLICY_ALERT_EDGE_SOURCES)} BEGIN"
+    f" DELETE FROM policy_alert_edges WHERE alert_id = OLD.alert_id; {_NEW_POLICY_ALERT_EDGES}; END",
+    "CREATE TRIGGER policy_alert_edges_delete AFTER DELETE ON alerts BEGIN"
+    " DELETE FROM policy_alert_edges WHERE alert_id = OLD.alert_id; END",
+)
+# What a schema version needs beyond its portable migration file, run after that file's statements in
+# its transaction (a PostgreSQL deployment needs its own equivalent).
+_SQLITE_ONLY_STEPS: Final[dict[int, tuple[str, ...]]] = {
+    POLICY_ALERT_EDGES_SCHEMA_VERSION: (
+        *_POLICY_ALERT_EDGES_TRIGGERS,
+        # the policy alerts stored before this version
+        _INSERT_POLICY_ALERT_EDGES
+        + _POLICY_ALERT_EDGES_SELECT.format(alerts="(SELECT * FROM alerts WHERE category = 'policy') a"),
+    ),
+}
+# A communication named by a transport (``tcp``/``udp``: a flow no native dissector claimed) is also the
 # edge of the same hosts and port that ``--deep`` renamed after the protocol tshark identified
 # (InventoryObserver.absorb_other_protocols): that edge keeps its transport, and tshark never names a
 # native protocol (sensor/deep.py DEFAULT_SKIP), so any edge whose protocol is not one of the native
@@ -841,9 +903,9 @@ _ALERT_EDGE_PROTOCOL: Final = (
 # rewriting the stored alert's app_proto when the flow is named: an alert is the record EVE and the
 # outputs already carried (its alert_id and body do not change afterwards), one alert can span several
 # flows, and live --deep names a flow before or after its alert is raised; the match holds in either
-# order and for databases written before.
+# order and for databases written before. ``p``: the grouped policy_alert_edges, ``e``: edges.
 _TRANSPORT_MATCHES_EDGE: Final = (
-    "(p.app_proto = e.transport AND e.protocol NOT IN ('modbus', 'opcua', 'mqtt', 'tls'))"
+    "(p.protocol = e.transport AND e.protocol NOT IN ('modbus', 'opcua', 'mqtt', 'tls'))"
 )
 _ALERT_COLUMNS: Final = (
     "alert_id, ts, last_ts, rule, signature, category, severity, signature_id, rev, app_proto, flow_id, "
