@@ -1,4 +1,4 @@
--- zonewarden store, version 2: an insertion sequence on alerts.
+-- zonewarden store, version 3: an insertion sequence on alerts.
 -- Every insert of an alert, and every change of one (a larger count, a later last_ts, a triage status),
 -- gives the row the next number of this sequence (the writer takes MAX(seq) + 1 inside its write
 -- transaction). The alert stream (GET /api/v1/alerts/stream) follows it, not packet time, so alerts from a
