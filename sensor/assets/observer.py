@@ -31,11 +31,11 @@ from sensor.assets.identity import (
     modbus_device_identity,
     opcua_application_identity,
 )
-from sensor.assets.inventory import MODBUS_TABLES, Asset, IdentityConflict, Inventory, asset_name
+from sensor.assets.inventory import MODBUS_TABLES, Asset, IdentityConflict, Inventory, RegisterUse, asset_name
 from sensor.assets.labels import AssetLabels
 from sensor.assets.oui import OuiDatabase
 from sensor.assets.roles import infer_roles, role_endpoints
-from sensor.dissectors.modbus.events import ModbusTransaction
+from sensor.dissectors.modbus.events import ModbusRequest, ModbusTransaction
 from sensor.dissectors.mqtt.events import MqttPacket
 from sensor.dissectors.mqtt.frames import Connect, Publish, Subscribe
 from sensor.dissectors.opcua.events import OpcUaChannelEvent, OpcUaMessage, OpcUaTransport
@@ -113,6 +113,8 @@ class InventoryObserver:
         self._next_commit_ts = 0.0
         self._flows_seen: set[int] = set()
         self._modbus_seen: set[tuple[int, int, int, str]] = set()
+        # (flow, unit, id of a read request record) -> (that record, its register use, is a bit table)
+        self._register_reads: dict[tuple[int, int, int], tuple[ModbusRequest, RegisterUse, bool]] = {}
         self._modbus_seen_evictions = 0
         self._pending: list[tuple[FlowSummary, EdgeKey]] = []
         self._closed = False
@@ -323,15 +325,20 @@ class InventoryObserver:
         client, server, edge = self._endpoints(flow, "modbus", t.ts)
         inv = self.inventory
         fc = t.function
+        # Polling repeats the same (flow, function, unit) for days: its facts are recorded once. The
+        # memos are forgotten when an asset is evicted, since the evicted asset took its facts along.
+        memo = self._modbus_seen
+        if (
+            inv.evicted != self._modbus_seen_evictions
+            or len(memo) >= MAX_MODBUS_MEMO
+            or len(self._register_reads) >= MAX_MODBUS_MEMO
+        ):
+            memo.clear()
+            self._register_reads.clear()
+            self._modbus_seen_evictions = inv.evicted
         if t.status == "ok" and t.request is not None and t.request.valid:
             self._register_map(t, client, server)
-        # Polling repeats the same (flow, function, unit) for days: its facts are recorded once. The
-        # memo is forgotten when an asset is evicted, since the evicted asset took its facts along.
         seen = (flow.flow_id, fc, t.unit_id, t.status)
-        memo = self._modbus_seen
-        if inv.evicted != self._modbus_seen_evictions or len(memo) >= MAX_MODBUS_MEMO:
-            memo.clear()
-            self._modbus_seen_evictions = inv.evicted
         device_id = t.response.device_id if t.response is not None else None
         if seen in memo and device_id is None:  # identification answers may change: always read
             return
@@ -359,16 +366,28 @@ class InventoryObserver:
     def _register_map(self, t: ModbusTransaction, client: Asset, server: Asset) -> None:
         """Which addresses of which table were read or written, by whom, with what values (§6)."""
         req, resp = t.request, t.response
-        assert req is not None
+        assert req is not None and t.flow is not None
+        resp_values = resp.values if resp is not None and resp.valid else ()
+        # A poll sends the same request (one record: the dissector memoises request parses) on the same
+        # flow again and again: its addresses and its reader are recorded once, only the values are new.
+        key = (t.flow.flow_id, t.unit_id, id(req))
+        known = self._register_reads.get(key)
+        if known is not None and known[0] is req:  # (the record held there keeps its id from being reused)
+            if known[2]:
+                known[1].bits(resp_values)
+            else:
+                known[1].values(resp_values)
+            return
         fc = t.function
         access = MODBUS_ACCESS.get(fc)
-        resp_values = resp.values if resp is not None and resp.valid else ()
         if access is not None:
             table, op = access
             values = resp_values if op == "read" else req.values
-            self._register_access(
+            use = self._register_access(
                 client, server, t.unit_id, table, op, req.address, req.quantity or 1, values
             )
+            if use is not None and op == "read":  # writes carry new values: each is a new record
+                self._register_reads[key] = (req, use, table in _BIT_TABLES)
         elif fc == READ_WRITE_MULTIPLE:
             self._register_access(
                 client,
@@ -394,12 +413,13 @@ class InventoryObserver:
         address: int | None,
         quantity: int | None,
         values: tuple[int, ...],
-    ) -> None:
+    ) -> RegisterUse | None:
+        """Record the access; the table's register use, None when none was recorded."""
         if address is None or not quantity:
-            return
+            return None
         use = self.inventory.register_use(server, unit, table)
         if use is None:
-            return
+            return None
         end = min(address + quantity - 1, 0xFFFF)
         if op == "read":
             use.read.add(address, end)
@@ -415,6 +435,7 @@ class InventoryObserver:
             use.bits(values)  # coils and discrete inputs are bools (ModbusRequest.values)
         else:
             use.values(values)
+        return use
 
     # --- OPC UA -----------------------------------------------------------------------------------
 

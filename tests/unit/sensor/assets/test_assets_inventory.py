@@ -276,3 +276,42 @@ def test_labels_name_the_asset_for_policy_zones() -> None:
     labels = observer.labels("10.0.0.5")
     assert {"ZW-PLC-100", "modbus_server", "modbus_gateway"} <= labels
     assert observer.labels("10.0.0.99") == set()
+
+
+def _poll(ts: float, request: ModbusRequest, values: tuple[int, ...]) -> ModbusTransaction:
+    return ModbusTransaction(
+        ts=ts,
+        flow=flow("10.0.0.1", "10.0.0.2"),
+        transaction_id=int(ts),
+        unit_id=1,
+        function=3,
+        function_name="read_holding_registers",
+        category="read",
+        code_class="public_assigned",
+        status="ok",
+        request=request,
+        response=ModbusResponse(3, address=request.address, quantity=request.quantity, values=values),
+    )
+
+
+def test_a_repeated_poll_is_mapped_once_and_its_values_every_time() -> None:
+    """A poll's request record repeats (the dissector memoises request parses): its addresses and reader
+    are recorded once, the range of the values it reads still widens with every answer, and after an
+    eviction the poll is mapped again on the asset that comes back."""
+    obs = InventoryObserver(lambda a: None, Limits(max_assets=3), None, oui=NO_OUI)
+    poll = ModbusRequest(3, address=10, quantity=2)
+    for ts, values in ((1.0, (5, 6)), (2.0, (4, 9)), (3.0, (7, 7))):
+        obs.handle(_poll(ts, poll, values))
+    server = obs.inventory.get("10.0.0.2")
+    assert server is not None
+    use = server.modbus_map["1/holding_registers"]
+    assert (use.read.spans, use.readers, use.min_value, use.max_value) == ([[10, 11]], {"10.0.0.1"}, 4, 9)
+    obs.handle(_poll(4.0, ModbusRequest(3, address=20, quantity=1), (1,)))  # another poll, same flow
+    assert use.read.spans == [[10, 11], [20, 20]] and use.min_value == 1
+    for other in ("10.0.0.7", "10.0.0.8"):  # two new hosts: the cap of 3 evicts the server
+        obs.handle(FlowSummary(flow(other, "10.0.0.9"), 5.0, 5.0, 1, 1, 60, 60, "closed", "fin"))
+    assert obs.inventory.get("10.0.0.2") is None
+    obs.handle(_poll(6.0, poll, (3, 3)))
+    back = obs.inventory.get("10.0.0.2")
+    assert back is not None
+    assert back.modbus_map["1/holding_registers"].read.spans == [[10, 11]]
