@@ -179,13 +179,19 @@ class Sensor:
         here; tshark runs after the pass, in :meth:`finish`, as before."""
         if not self.config.deep or self.policy is None:
             return
-        from sensor.deep import flow_protocol_lookup, identify_other_protocols
+        from sensor.deep import flow_protocol_lookup
+
+        flows = self._identify_other_protocols(paths)
+        self._identified = (tuple(paths), flows)
+        self.judge_flows_as(flow_protocol_lookup(flows))
+
+    def _identify_other_protocols(self, paths: Sequence[Path]) -> list[OtherProtocolFlow]:
+        """tshark's pass over the files (``deep``), announced to :attr:`before_tshark` first."""
+        from sensor.deep import identify_other_protocols
 
         if self.before_tshark is not None:
             self.before_tshark()
-        flows = identify_other_protocols(list(paths))
-        self._identified = (tuple(paths), flows)
-        self.judge_flows_as(flow_protocol_lookup(flows))
+        return identify_other_protocols(list(paths))
 
     def judge_flows_as(self, flow_protocol: FlowProtocol, wait_for_names: float = 0.0) -> None:
         """Name the protocol of the flows no native dissector claimed, for the policy (tshark's names).
@@ -263,15 +269,13 @@ class Sensor:
         for observer in self.observers:
             observer.flush(self.pipeline.now)
         if self.config.deep:
-            from sensor.deep import identify_other_protocols, summarize
+            from sensor.deep import summarize
 
             identified = self._identified
             if identified is not None and identified[0] == tuple(paths):  # named before the pass
                 other_flows = identified[1]
             else:
-                if self.before_tshark is not None:
-                    self.before_tshark()
-                other_flows = identify_other_protocols(list(paths))
+                other_flows = self._identify_other_protocols(paths)
             self.other_protocols = summarize(other_flows)
             self.inventory.absorb_other_protocols(other_flows)
         if before_close is not None:

@@ -692,10 +692,16 @@ class Store:
             # (p.protocol last: a tshark-named edge can carry one rule as its transport and by its name)
             + " ORDER BY e.edge_id, p.conduit, p.rule, p.protocol"
         )
+        return self._edges_with_policy(self.conn.execute(sql, args))
+
+    @classmethod
+    def _edges_with_policy(cls, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+        """Rows of (edge columns, conduit, rule, alerts, hits, still open, last_ts), ordered by edge, merged
+        into one dict per edge with its ``policy`` (see :meth:`list_edges_with_policy`)."""
         out: list[dict[str, Any]] = []
-        for r in self.conn.execute(sql, args):
+        for r in rows:
             if not out or out[-1]["id"] != r[0]:
-                out.append({**self._edge_dict(r[:12]), "policy": {"status": "none", "alerts": []}})
+                out.append({**cls._edge_dict(r[:12]), "policy": {"status": "none", "alerts": []}})
             if r[13] is None:  # no policy alert on this edge
                 continue
             policy = out[-1]["policy"]

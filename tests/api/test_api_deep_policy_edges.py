@@ -7,13 +7,13 @@ it ``allowed``: no alert named it)."""
 
 from __future__ import annotations
 
-import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from zw_api_env import ApiEnv
+from zw_dnp3 import dnp3_frame
 from zw_paths import REPO, shared_public_dir
 
 from sensor.cli import main
@@ -70,27 +70,6 @@ def test_s7_without_a_conduit_is_violating_once_tshark_named_it(
     ]
 
 
-def _crc_dnp(data: bytes) -> bytes:
-    """CRC-16/DNP (IEEE 1815-2012 §9.2.4.1.3): polynomial 0x3D65 bit-reversed, init 0, complemented."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA6BC if crc & 1 else crc >> 1
-    return struct.pack("<H", crc ^ 0xFFFF)
-
-
-def _dnp3_frame(control: int, destination: int, source: int, user_data: bytes) -> bytes:
-    """DNP3 link frame (IEEE 1815-2012 §9.2.4): 0x0564, LEN, CONTROL, DST, SRC, CRC, then data blocks of at
-    most 16 bytes each followed by its CRC (LEN counts CONTROL, DST, SRC and the user data)."""
-    header = bytes([0x05, 0x64, 5 + len(user_data), control]) + struct.pack("<HH", destination, source)
-    frame = header + _crc_dnp(header)
-    for offset in range(0, len(user_data), 16):
-        block = user_data[offset : offset + 16]
-        frame += block + _crc_dnp(block)
-    return frame
-
-
 def test_dnp3_without_a_conduit_is_violating_once_tshark_named_it(
     tmp_path: Path, make_env: Callable[..., ApiEnv]
 ) -> None:
@@ -103,9 +82,9 @@ def test_dnp3_without_a_conduit_is_violating_once_tshark_named_it(
     for seq in range(3):
         # transport FIR|FIN, application FIR|FIN, READ (1), object 60 var 1 (class 0), qualifier 0x06
         read = bytes([0xC0 | seq, 0xC0 | seq, 0x01, 0x3C, 0x01, 0x06])
-        dnp3.send(True, _dnp3_frame(0xC4, 10, 3, read))  # DIR=1 PRM=1, unconfirmed user data
+        dnp3.send(True, dnp3_frame(0xC4, 10, 3, read))  # DIR=1 PRM=1, unconfirmed user data
         response = bytes([0xC0 | seq, 0xC0 | seq, 0x81, 0x00, 0x00])  # RESPONSE, IIN 0
-        dnp3.send(False, _dnp3_frame(0x44, 3, 10, response))
+        dnp3.send(False, dnp3_frame(0x44, 3, 10, response))
     dnp3.close()
     bare = Conversation("10.0.0.5", "10.0.1.5", 40001, 9999, t0=dnp3.t + 1)
     bare.handshake().send(True, b"hello\r\n").send(False, b"world\r\n").close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from zw_paths import PCAPS
 from zw_serve_support import Server, make_token
+from zw_wait import wait_for
 
 pytestmark = pytest.mark.needs_root
 
@@ -67,15 +67,6 @@ def veth() -> Iterator[tuple[str, str, str]]:
     finally:
         subprocess.run(["ip", "link", "del", sensor_end], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-def wait_for(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.25)
-    raise AssertionError("condition not met in time")
 
 
 def test_live_span_capture_through_the_api(veth: tuple[str, str, str], tmp_path: Path) -> None:

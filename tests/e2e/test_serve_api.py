@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from zw_paths import PCAPS, REPO
 from zw_serve_support import ZONEWARDEN, Server, make_token
+from zw_wait import wait_for
 
 POLICY = """\
 version: 1
@@ -92,15 +93,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
-
-
-def wait_for(condition: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_serve_replay_fills_the_store_and_api_shows_it(server: Server) -> None:

@@ -5,12 +5,11 @@ alerts reach the API, the policy hot reload through ``PUT /policy`` with the fil
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from zw_paths import PCAPS
 from zw_serve_support import Server, make_token
+from zw_wait import wait_for
 
 POLICY = """\
 version: 1
@@ -32,15 +31,6 @@ SURICATA_ALERT = {
     "proto": "TCP",
     "alert": {"gid": 1, "signature_id": 2000001, "rev": 1, "signature": "suricata e2e", "severity": 1},
 }
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_serve_follows_eve_reloads_policy_once_and_saves_the_baseline(tmp_path: Path) -> None:

@@ -135,31 +135,33 @@ def parse_request_pdu(pdu: bytes) -> _Parsed:
         req, issues = parse_request(Reader(pdu, 1), fc)
     except (Truncated, Malformed) as exc:
         raw = pdu[1 : 1 + RAW_PREVIEW]
-        return ModbusRequest(fc, raw=raw, raw_length=len(pdu) - 1, valid=False), _failure(pdu, exc)
+        return ModbusRequest(fc, raw=raw, raw_length=len(pdu) - 1, valid=False), _failure(fc, len(pdu), exc)
     return req, _named(fc, issues)
 
 
-def parse_response_pdu(pdu: bytes, request: ModbusRequest | None) -> _ParsedResponse:
-    """A response PDU, read in the context of ``request`` (the request of the same function, if any:
-    a read response carries no address); never raises. Exceptions (fc | 0x80) carry their code."""
-    fc = pdu[0]
-    r = Reader(pdu, 1)
+def parse_response_pdu(buf: bytes, start: int, end: int, request: ModbusRequest | None) -> _ParsedResponse:
+    """The response PDU ``buf[start:end]`` (function code and data, read in place: every response is
+    new), in the context of ``request`` (the request of the same function, if any: a read response
+    carries no address); never raises. Exceptions (fc | 0x80) carry their code."""
+    fc = buf[start]
+    r = Reader(buf, start + 1, end)
     try:
         if fc & codes.EXCEPTION_BIT:
             resp, issues = parse_exception(r, fc)
         else:
             resp, issues = parse_response(r, fc, request)
     except (Truncated, Malformed) as exc:
-        raw = pdu[1 : 1 + RAW_PREVIEW]
-        return ModbusResponse(fc & 0x7F, raw=raw, raw_length=len(pdu) - 1, valid=False), _failure(pdu, exc)
+        raw = buf[start + 1 : min(end, start + 1 + RAW_PREVIEW)]
+        failed = ModbusResponse(fc & 0x7F, raw=raw, raw_length=end - start - 1, valid=False)
+        return failed, _failure(fc, end - start, exc)
     return resp, _named(fc, issues)
 
 
-def _failure(pdu: bytes, exc: Truncated | Malformed) -> tuple[tuple[str, str], ...]:
-    """The anomaly of a PDU its parser could not read (the record keeps it raw)."""
+def _failure(fc: int, length: int, exc: Truncated | Malformed) -> tuple[tuple[str, str], ...]:
+    """The anomaly of a ``length``-byte PDU its parser could not read (the record keeps it raw)."""
     if isinstance(exc, Truncated):
-        return (("modbus.invalid_length", f"function {pdu[0]}: {len(pdu)}-byte PDU too short"),)
-    return ((f"modbus.{exc.reason}", f"function {pdu[0]}: {exc.detail}"),)
+        return (("modbus.invalid_length", f"function {fc}: {length}-byte PDU too short"),)
+    return ((f"modbus.{exc.reason}", f"function {fc}: {exc.detail}"),)
 
 
 def _named(fc: int, issues: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -418,7 +420,7 @@ class ModbusSession(DissectorSession):
         exception = fc & codes.EXCEPTION_BIT
         # A normal response is read in its request's context (a read response has no address).
         resp, issues = parse_response_pdu(
-            data[off + 7 : end], request if request is not None and request.function == fc else None
+            data, off + 7, end, request if request is not None and request.function == fc else None
         )
         for kind, detail in issues:
             self._anomaly(events, kind, detail, False, ts)

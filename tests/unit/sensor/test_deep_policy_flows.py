@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,12 @@ import pytest
 from test_deep_parse import COLUMNS, PSH_ACK, TCP_S7, line
 from zw_paths import shared_public_dir
 from zw_veth import veth_pair
+from zw_wait import wait_for
 
 import sensor.deep as deep
 from sensor.cli import main
 from sensor.deep import FlowAggregator, LiveDeepScan, tshark_available
-from sensor.live import LiveRunner
+from sensor.live import DEEP_NAME_WAIT, LiveRunner
 from sensor.records import FlowRef
 from sensor.runtime import Sensor, SensorConfig, replay
 
@@ -235,17 +236,6 @@ def veth() -> Iterator[tuple[str, str]]:
         yield ends
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.mark.needs_root
 @needs_tshark
 def test_sniff_deep_honours_a_conduit_allowing_s7comm_plus(veth: tuple[str, str], tmp_path: Path) -> None:
@@ -260,6 +250,8 @@ def test_sniff_deep_honours_a_conduit_allowing_s7comm_plus(veth: tuple[str, str]
     try:
         scan = runner.deep_scan
         assert scan is not None and scan.error is None
+        # a flow that ends before tshark's line naming it waits for that line (policy.wait_for_names)
+        assert sensor.policy is not None and sensor.policy.wait_for_names == DEEP_NAME_WAIT
         assert scan.ready.wait(30), "dumpcap did not start capturing"
         subprocess.run(
             ["tcpreplay", "-i", send_end, "--mbps", "20", str(pcap)],

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from test_deep_identify import BACNET_DEVICE_INSTANCE, DNP3_MASTER, bacnet_capture, dnp3_capture
 from zw_paths import PCAPS, REPO
 from zw_veth import veth_pair
+from zw_wait import wait_for
 
 from sensor.deep import tshark_available
 from sensor.live import LiveRunner
@@ -62,15 +63,6 @@ def suricata_alert(sid: int, second: int) -> str:
         },
     }
     return json.dumps(record) + "\n"
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def stored(db: Path, sql: str, *params: object) -> list[tuple[Any, ...]]:

@@ -32,7 +32,7 @@ _OLD_TRANSPORT_MATCHES_EDGE = (
 def old_json_list_edges_with_policy(
     conn: sqlite3.Connection, *, ip: str | None = None, protocol: str | None = None
 ) -> list[dict[str, Any]]:
-    """The query before ``policy_alert_edges``, verbatim: every policy alert's evidence read at each call."""
+    """The SQL before ``policy_alert_edges``, verbatim: every policy alert's evidence read at each call."""
     where, args = [], []
     if ip:
         where.append("(e.client_ip = ? OR e.server_ip = ?)")
@@ -62,28 +62,7 @@ def old_json_list_edges_with_policy(
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY e.edge_id, p.conduit, p.rule"
     )
-    out: list[dict[str, Any]] = []
-    for r in conn.execute(sql, args):
-        if not out or out[-1]["id"] != r[0]:
-            out.append({**Store._edge_dict(r[:12]), "policy": {"status": "none", "alerts": []}})
-        if r[13] is None:
-            continue
-        policy = out[-1]["policy"]
-        policy["alerts"].append(
-            {
-                "conduit": r[12],
-                "rule": r[13],
-                "alerts": int(r[14]),
-                "count": int(r[15] or 0),
-                "open": int(r[16] or 0),
-                "last_ts": float(r[17]),
-            }
-        )
-        if int(r[16] or 0):
-            policy["status"] = "violation"
-        elif policy["status"] == "none":
-            policy["status"] = "closed"
-    return out
+    return Store._edges_with_policy(conn.execute(sql, args))  # the rows merged as the store merges them
 
 
 # --- a varied store -------------------------------------------------------------------------------------
