@@ -1,10 +1,11 @@
 """Reloading the policy of a running sensor when its file changes (DESIGN.md §4).
 
 A background thread looks at the file's modification time and size every ``interval`` seconds. When
-they change, the file is loaded and validated *off* the packet path; a valid policy is swapped into
-the observer in one assignment, an invalid one is refused with its ``file:line`` problems in the
-log and the old policy keeps running. A file that disappears (an editor's rename-over-save) is also
-ignored until it is back.
+they changed and then stayed the same for one interval (a file caught while it is being written,
+truncated and not yet filled, is not judged), the file is loaded and validated *off* the packet path;
+a valid policy is swapped into the observer in one assignment, an invalid one is refused with its
+``file:line`` problems in the log and the old policy keeps running. A file that disappears (an
+editor's rename-over-save) is also ignored until it is back.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class PolicyWatcher:
         self.reloads = 0
         self.failures = 0
         self.last_error = ""
-        self._stamp = self._current_stamp()
+        self._stamp = self._current_stamp()  # of the file last loaded (or refused)
+        self._polled = self._stamp  # of the file at the watcher thread's previous look
         self._lock = threading.Lock()  # the watcher thread and reload_now never interleave
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,10 +83,19 @@ class PolicyWatcher:
         log.info("policy %s reloaded", self.path)
         return True
 
+    def poll(self) -> bool:
+        """The watcher thread's look: :meth:`check_now` once the file has not changed since the previous
+        look; True when a new policy was installed."""
+        with self._lock:
+            stamp = self._current_stamp()
+            settled = stamp == self._polled
+            self._polled = stamp
+            return settled and self._reload_if_changed(stamp)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.check_now()
+                self.poll()
             except Exception:  # never let the watcher die silently
                 log.exception("policy watcher error")
 

@@ -150,6 +150,24 @@ def test_reload_swaps_a_valid_policy_and_keeps_the_old_one_on_error(tmp_path: Pa
     assert watcher.check_now() is False  # a vanished file keeps the policy too
 
 
+def test_the_watcher_judges_a_file_only_once_it_stopped_changing(tmp_path: Path) -> None:
+    """A look that catches the file half-written (truncated, part of it written) must not refuse it: the
+    watcher loads a changed file once one more look finds it unchanged."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    obs, _ = observer()
+    watcher = PolicyWatcher(obs, path, interval=0.01)
+    new = POLICY + "      - protocol: modbus\n        functions: [write_single_register]\n"
+    path.write_text(new[: len(new) // 2])  # the writer is halfway
+    os.utime(path, ns=(1, 10**18))
+    assert watcher.poll() is False and watcher.failures == 0  # changed since the last look: wait
+    path.write_text(new)
+    os.utime(path, ns=(1, 2 * 10**18))
+    assert watcher.poll() is False and watcher.failures == 0  # changed again: wait
+    assert watcher.poll() is True and (watcher.reloads, watcher.failures) == (1, 0)
+    assert watcher.poll() is False  # loaded: nothing new
+
+
 def test_watcher_thread_starts_and_stops(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(POLICY)
