@@ -20,6 +20,15 @@ with hop-by-hop, routing, fragment, destination options and AH (RFC 4302) header
 Transport: TCP (RFC 9293) and UDP (RFC 768) split into ports and payload; any other IP protocol
 becomes a ``Packet`` with ports 0.
 
+Tunnels are opened, so that a sensor fed by remote mirroring sees the mirrored traffic, not one flow
+from the switch to itself: GRE (RFC 2784, key and sequence number of RFC 2890) carrying IPv4, IPv6,
+Ethernet (transparent bridging, 0x6558) or ERSPAN type I, II (0x88be) and III (0x22eb); VXLAN (RFC 7348,
+UDP port 4789); IPv4 and IPv6 in IP (protocols 4 and 41). The packet returned is the innermost one, as
+if captured without the tunnel; ``decoder.decapsulated_<kind>`` counts them. At most ``MAX_TUNNEL_DEPTH``
+tunnels are opened in one frame. GRE of another version or payload type stays an outer packet
+(``decoder.gre_unsupported``), as any other IP protocol does, and so does a datagram to port 4789
+without a VXLAN header (``decoder.vxlan_unsupported``).
+
 The decoder never raises on wire input: every dropped packet is counted in ``counters`` under
 ``decoder.<reason>``; invalid ones also add to ``invalid`` (the replay summary's decode errors).
 Non-IP frames (ARP, LLDP, ...) are counted as ``decoder.non_ip`` and are not errors.
@@ -51,6 +60,7 @@ MAX_MPLS_LABELS = 8
 MAX_IPV6_EXT_HEADERS = 8  # extension headers walked before the packet is declared invalid
 MAX_FRAGMENTS_PER_TRAIN = 256  # keeps first-wins overlap clipping O(n) per fragment with small n
 MAX_IP_DATAGRAM = 65535  # RFC 791 / RFC 8200 (no jumbograms): largest reassembled payload
+MAX_TUNNEL_DEPTH = 4  # tunnels opened in one frame (GRE in VXLAN in ...) before it is declared invalid
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -93,6 +103,19 @@ _unpack_ipv6 = struct.Struct("!IHB").unpack_from
 _unpack_tcp = struct.Struct("!HHIIHH").unpack_from
 _unpack_udp = struct.Struct("!HHH").unpack_from
 _unpack_ip6_frag = struct.Struct("!BxHI").unpack_from
+_unpack_gre = struct.Struct("!HH").unpack_from  # flags and version | protocol type
+
+# Tunnels (module docstring): IP protocol numbers, GRE protocol types and the VXLAN port
+PROTO_IPV4_IN_IP = 4  # RFC 2003
+PROTO_IPV6_IN_IP = 41  # RFC 2473 / RFC 4213
+PROTO_GRE = 47
+GRE_CHECKSUM, GRE_ROUTING, GRE_KEY, GRE_SEQUENCE = 0x8000, 0x4000, 0x2000, 0x1000
+GRE_TRANSPARENT_ETHERNET = 0x6558
+GRE_ERSPAN_II = 0x88BE  # type I too, when the GRE header has no sequence number
+GRE_ERSPAN_III = 0x22EB
+ERSPAN_III_PLATFORM_SUBHEADER = 0x01  # O flag: an 8-byte platform-specific subheader follows
+VXLAN_PORT = 4789
+VXLAN_VALID_VNI = 0x08  # I flag (RFC 7348 §5)
 
 
 @dataclass(slots=True)
@@ -118,6 +141,7 @@ class Decoder:
         # insertion order == creation order, so expiry pops from the front
         self._trains: dict[tuple[int, bytes, bytes, int, int], _FragmentTrain] = {}
         self._fragment_bytes = 0
+        self._tunnel_depth = 0  # tunnels being opened now (nested decode calls)
 
     # --- bookkeeping -------------------------------------------------------------------------------
 
@@ -587,10 +611,21 @@ class Decoder:
             if start + length > end:
                 self._bad("decoder.udp_truncated")
                 return None
+            if dport == VXLAN_PORT:
+                inner = self._vxlan(ts, data, start + 8, start + length)
+                if not isinstance(inner, _KeepOuter):
+                    return inner
             return Packet(
                 ts, version, src, dst, PROTO_UDP, sport, dport, data[start + 8 : start + length], wire_len,
                 0, 0, 0, 0, b"", src_mac, dst_mac, vlans,
             )  # fmt: skip
+        if proto == PROTO_GRE:
+            inner = self._gre(ts, data, start, end)
+            if not isinstance(inner, _KeepOuter):
+                return inner
+        elif proto in (PROTO_IPV4_IN_IP, PROTO_IPV6_IN_IP):
+            linktype = LINKTYPE_IPV4 if proto == PROTO_IPV4_IN_IP else LINKTYPE_IPV6
+            return self._inner(ts, "ip_in_ip", linktype, data[start:end])
         return Packet(
             ts,
             version,
@@ -610,3 +645,87 @@ class Decoder:
             dst_mac,
             vlans,
         )
+
+    # --- tunnels -----------------------------------------------------------------------------------
+
+    def _gre(self, ts: float, data: bytes, start: int, end: int) -> Packet | _KeepOuter | None:
+        """RFC 2784 §2.1 with RFC 2890 §2 (key, sequence number)::
+
+        |C|R|K|S| reserved0 | ver |   protocol type   |
+        |  checksum (if C)  | reserved1 (if C)       |
+        |            key (if K)                      |
+        |      sequence number (if S)                |
+
+        ERSPAN follows as the GRE payload (draft-foschiano-erspan §4): type I is the mirrored
+        Ethernet frame itself (no sequence number in GRE); type II an 8-byte header (version 1);
+        type III a 12-byte header (version 2), 8 more with the O flag, then the frame when its frame
+        type is 0 (Ethernet).
+        """
+        if end - start < 4:
+            self._bad("decoder.gre_truncated")
+            return None
+        flags, protocol = _unpack_gre(data, start)
+        if flags & (GRE_ROUTING | 0x0007):  # RFC 1701 source routing or version 1 (PPTP): not opened
+            self.counters["decoder.gre_unsupported"] += 1
+            return _KEEP_OUTER
+        # each optional field present (checksum with reserved1, key, sequence number) is 4 bytes
+        pos = start + 4 + 4 * (flags & (GRE_CHECKSUM | GRE_KEY | GRE_SEQUENCE)).bit_count()
+        if pos > end:
+            self._bad("decoder.gre_truncated")
+            return None
+        if protocol == ETH_IPV4:
+            return self._inner(ts, "gre", LINKTYPE_IPV4, data[pos:end])
+        if protocol == ETH_IPV6:
+            return self._inner(ts, "gre", LINKTYPE_IPV6, data[pos:end])
+        if protocol == GRE_TRANSPARENT_ETHERNET:
+            return self._inner(ts, "gre", LINKTYPE_ETHERNET, data[pos:end])
+        if protocol == GRE_ERSPAN_II:
+            if not flags & GRE_SEQUENCE:
+                return self._inner(ts, "erspan_i", LINKTYPE_ETHERNET, data[pos:end])
+            if end - pos < 8 or data[pos] >> 4 != 1:
+                self._bad("decoder.erspan_invalid")
+                return None
+            return self._inner(ts, "erspan_ii", LINKTYPE_ETHERNET, data[pos + 8 : end])
+        if protocol == GRE_ERSPAN_III:
+            if end - pos < 12 or data[pos] >> 4 != 2:
+                self._bad("decoder.erspan_invalid")
+                return None
+            last = data[pos + 11]  # P(1) FT(5) HW ID(6) D(1) Gra(2) O(1), over bytes 10 and 11
+            if (data[pos + 10] >> 2) & 0x1F:  # frame type other than Ethernet (2: IP) is not defined
+                self.counters["decoder.gre_unsupported"] += 1
+                return _KEEP_OUTER
+            pos += 20 if last & ERSPAN_III_PLATFORM_SUBHEADER else 12
+            if pos > end:
+                self._bad("decoder.erspan_invalid")
+                return None
+            return self._inner(ts, "erspan_iii", LINKTYPE_ETHERNET, data[pos:end])
+        self.counters["decoder.gre_unsupported"] += 1
+        return _KEEP_OUTER
+
+    def _vxlan(self, ts: float, data: bytes, start: int, end: int) -> Packet | _KeepOuter | None:
+        """RFC 7348 §5: flags (I = 0x08) | reserved (3B) | VNI (3B) | reserved, then an Ethernet frame.
+        A datagram to port 4789 without that header stays a UDP packet: the port may serve another use."""
+        if end - start < 8 or not data[start] & VXLAN_VALID_VNI:
+            self.counters["decoder.vxlan_unsupported"] += 1
+            return _KEEP_OUTER
+        return self._inner(ts, "vxlan", LINKTYPE_ETHERNET, data[start + 8 : end])
+
+    def _inner(self, ts: float, kind: str, linktype: int, inner: bytes) -> Packet | None:
+        """Decode a tunnel's payload as a frame of its own (its length on the wire is its length)."""
+        if self._tunnel_depth >= MAX_TUNNEL_DEPTH:
+            self._bad("decoder.tunnel_depth")
+            return None
+        self.counters[f"decoder.decapsulated_{kind}"] += 1
+        self._tunnel_depth += 1
+        try:
+            return self.decode(Frame(ts, linktype, inner, len(inner)))
+        finally:
+            self._tunnel_depth -= 1
+
+
+class _KeepOuter:
+    """What :meth:`Decoder._gre` and :meth:`Decoder._vxlan` answer for a payload they do not open: the
+    outer packet is kept, as for any other protocol."""
+
+
+_KEEP_OUTER = _KeepOuter()
