@@ -23,13 +23,18 @@ class RecordingError(RuntimeError):
 
 
 @contextlib.contextmanager
-def recording(out: Path, bpf: str, interface: str = "lo", snaplen: int = 262144) -> Iterator[Path]:
-    """Run tcpdump on ``interface`` with ``bpf`` writing to ``out`` for the duration of the block."""
+def recording(
+    out: Path, bpf: str, interface: str = "lo", snaplen: int = 262144, namespace: str | None = None
+) -> Iterator[Path]:
+    """Run tcpdump on ``interface`` with ``bpf`` writing to ``out`` for the duration of the block;
+    inside the network namespace ``namespace`` (``ip netns exec``) when given."""
     tcpdump = shutil.which("tcpdump") or "/usr/bin/tcpdump"
     if not os.path.exists(tcpdump):
         raise RecordingError("tcpdump not found (apt-get install tcpdump)")
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [tcpdump, "-i", interface, "-s", str(snaplen), "-U", "--immediate-mode", "-n", "-w", str(out), bpf]
+    if namespace is not None:
+        cmd = ["ip", "netns", "exec", namespace, *cmd]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         # tcpdump prints "listening on ..." to stderr once the capture is armed.
