@@ -71,6 +71,9 @@ class Limits:
     max_assets: int = 100_000
     max_graph_edges: int = 500_000  # (client, server, protocol, port) edges; least recently seen evicted
     max_asset_detail: int = 1000  # per asset: register-map entries, OPC UA nodes, MQTT topics, fact values
+    # reachability queries (CommunicationGraph.paths): neighbours examined per query, longest path asked
+    graph_path_steps: int = 200_000
+    graph_path_max_hops: int = 8
 
     # policy learning (policy/learn.py TrafficCollector, fed live by `serve` for POST /policy/learn)
     policy_learn_max_host_pairs: int = 20_000  # (initiator, responder) pairs; new ones past it are counted

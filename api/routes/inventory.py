@@ -22,6 +22,8 @@ from api.schemas.inventory import (
     Edge,
     EdgeQuery,
     GraphQuery,
+    PathQuery,
+    PathsAnswer,
 )
 from api.schemas.observed import ObservedCertificate, ObservedQuery
 from api.settings import Settings
@@ -151,11 +153,9 @@ def list_communications(
 def _with_policy_status(edges: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
     """An edge no policy alert was raised on is ``allowed`` when this server judges traffic against a
     policy (the sensor checked every operation on it), else ``unknown``."""
-    quiet = "allowed" if settings.policy_path is not None else "unknown"
-    for edge in edges:
-        if edge["policy"]["status"] == "none":
-            edge["policy"]["status"] = quiet
-    return edges
+    from sensor.assets.reach import resolve_policy_status
+
+    return resolve_policy_status(edges, settings.policy_path is not None)
 
 
 def _graph(request: Request, store: Any, settings: Settings, params: GraphQuery, fmt: str) -> bytes:
@@ -191,6 +191,36 @@ def graph_json(
     request: Request, store: SensorStore, settings: AppSettings, params: Annotated[GraphQuery, Query()]
 ) -> Response:
     return Response(_graph(request, store, settings, params, "json"), media_type="application/json")
+
+
+@router.get(
+    "/graph/paths",
+    summary="who can reach an asset: chains of observed connections, hop by hop, with policy marks",
+    response_model=PathsAnswer,
+    **guarded(Permission.READ, 404),
+)
+def graph_paths(
+    request: Request, store: SensorStore, settings: AppSettings, params: Annotated[PathQuery, Query()]
+) -> dict[str, Any]:
+    """The simple paths from ``source`` to ``target`` over the observed communication graph, shortest
+    first: each hop with the edges between its two ends (operations and policy marks as
+    ``/communications`` gives them) and, with a policy, the zone of each end. The search is bounded
+    (``Limits.graph_path_steps``): ``truncated`` says when the budget or ``limit`` cut the answer."""
+    from sensor.assets.reach import UnknownAsset, paths_document
+
+    try:
+        return paths_document(
+            store,
+            str(params.source),
+            str(params.target),
+            max_hops=params.max_hops,
+            directed=params.directed,
+            limit=params.limit,
+            zone_of=_zone_of(request, settings),
+            policy_configured=settings.policy_path is not None,
+        )
+    except UnknownAsset as error:
+        raise ApiError(404, "not_found", f"no such asset: {error.end} {error.ip}") from None
 
 
 @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,6 +17,8 @@ from sensor.assets.labels import (
     LabelError,
     check_name,
 )
+from sensor.assets.reach import DEFAULT_MAX_HOPS, DEFAULT_PATHS, MAX_PATHS
+from sensor.limits import DEFAULT_LIMITS
 
 Protocol = Literal[
     "modbus",
@@ -142,6 +145,58 @@ class AssetDetail(BaseModel):
 class EdgeQuery(PageParams):
     ip: str | None = IP_FILTER
     protocol: str | None = Field(None, max_length=32, pattern=r"^[a-z0-9_]+$")
+
+
+class PathQuery(StrictModel):
+    """Who can reach ``target`` from ``source`` over the observed communications (sensor/assets/reach.py)."""
+
+    # (IPv4Address | IPv6Address: formats ipv4 / ipv6 in the OpenAPI document, which clients and
+    # schemathesis know; pydantic's IPvAnyAddress is a format of its own)
+    source: IPv4Address | IPv6Address = Field(
+        description="where the paths start (IPv4/IPv6)", examples=["10.1.1.5"]
+    )
+    target: IPv4Address | IPv6Address = Field(
+        description="where they end (IPv4/IPv6)", examples=["10.3.0.10"]
+    )
+    max_hops: int = Field(
+        DEFAULT_MAX_HOPS, ge=1, le=DEFAULT_LIMITS.graph_path_max_hops, description="longest path, in hops"
+    )
+    directed: bool = Field(
+        True,
+        description="true: a hop goes from a client to a server it opened connections to (a client can act "
+        "on its server); false: either way",
+    )
+    limit: int = Field(DEFAULT_PATHS, ge=1, le=MAX_PATHS, description="paths listed, shortest first")
+
+
+class PathHop(BaseModel):
+    client: str = Field(description="the end of the hop the path leaves")
+    server: str = Field(description="the end of the hop the path enters")
+    direction: Literal["forward", "reverse", "both"] = Field(
+        description="which way the hop's connections were opened: forward (client to server), reverse "
+        "(server to client; only when directed is false) or both"
+    )
+    client_zone: str | None = Field(description="policy zone of client (null: no policy, or in no zone)")
+    server_zone: str | None = Field(description="policy zone of server")
+    crosses_zones: bool | None = Field(description="the ends are in different zones (null: no policy)")
+    policy_status: Literal["violation", "closed", "allowed", "unknown"] = Field(
+        description="the worst policy status of the hop's edges"
+    )
+    edges: list[Edge] = Field(description="the communications between the two ends, with policy marks")
+
+
+class PathsAnswer(BaseModel):
+    source: str
+    target: str
+    directed: bool
+    max_hops: int
+    limit: int
+    truncated: bool = Field(
+        description="the limit or the search's step budget cut the answer: more paths may exist"
+    )
+    steps: int = Field(ge=0, description="neighbours the search examined (its budget counts these)")
+    policy_loaded: bool = Field(description="a policy is loaded: zones are known")
+    paths: list[list[PathHop]] = Field(description="simple paths, shortest first, each a list of hops")
 
 
 class GraphQuery(BaseModel):

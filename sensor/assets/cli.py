@@ -9,6 +9,11 @@
   from its first packet. The address need not have been seen yet.
 * ``zonewarden assets untag IP [--name] [--tag TAG ...] [--all] [--db PATH]``: take them away.
 * ``zonewarden graph export --format graphml|json|dot|svg|png [--db PATH] [--out FILE]``.
+* ``zonewarden graph paths SOURCE TARGET [--db PATH] [--max-hops N] [--undirected] [--limit N]
+  [--policy FILE] [--json]``: the chains of observed connections from SOURCE to TARGET, one a line
+  (``10.1.1.5 -[opcua/4840]-> 10.2.0.4 -[modbus/502 fc 3,16]-> 10.3.0.10``), shortest first; ``--json``
+  is the document ``GET /api/v1/graph/paths`` answers (``sensor/assets/reach.py``). Exit 0 when a path
+  was found, 1 when none was, 2 on an error (no store, an address that is not one or not in it).
 
 ``--db`` defaults to :func:`sensor.store.sqlite.default_db_path` (``$ZONEWARDEN_DATA``).
 """
@@ -19,8 +24,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sensor.errors import UserError
 
@@ -223,9 +229,107 @@ def cmd_graph_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# operation kinds shown on a hop, with the word that leads their values
+HOP_OPERATIONS: Final = (("function", "fc"), ("service", ""), ("publish", "pub"), ("subscribe", "sub"))
+HOP_VALUES_SHOWN: Final = 6
+
+
+def _edge_label(edge: dict[str, Any]) -> str:
+    """``modbus/502 fc 3,16``: the protocol, port and operations of one edge; ``!`` if it violates."""
+    parts = [f"{edge['protocol']}/{edge['port']}"]
+    for kind, word in HOP_OPERATIONS:
+        values = edge["operations"].get(kind) or []
+        if values:
+            shown = ",".join(values[:HOP_VALUES_SHOWN]) + (",…" if len(values) > HOP_VALUES_SHOWN else "")
+            parts.append(f"{word} {shown}" if word else shown)
+    if edge["policy"]["status"] == "violation":
+        parts.append("!policy")
+    return " ".join(parts)
+
+
+def path_line(path: list[dict[str, Any]]) -> str:
+    """One path of the reachability document as a line: each asset (with its zone when known) and
+    between two, ``-[edges]->`` for connections opened along the path, ``<-[edges]-`` against it."""
+
+    def asset(ip: str, zone: str | None, zoned: bool) -> str:
+        return f"{ip} ({zone or 'no zone'})" if zoned else ip
+
+    zoned = path[0]["crosses_zones"] is not None
+    words = [asset(path[0]["client"], path[0]["client_zone"], zoned)]
+    for hop in path:
+        forward = [_edge_label(e) for e in hop["edges"] if e["client"] == hop["client"]]
+        backward = [_edge_label(e) for e in hop["edges"] if e["client"] != hop["client"]]
+        if forward or not backward:
+            words.append(f"-[{'; '.join(forward)}]->")
+        if backward:
+            words.append(f"<-[{'; '.join(backward)}]-")
+        words.append(asset(hop["server"], hop["server_zone"], zoned))
+    return " ".join(words)
+
+
+def _policy_zones(path: str, store: Any) -> Callable[[str], str | None]:
+    """ip -> zone id of a policy file; zones by asset name or tag use the store's names and tags."""
+    from policy.index import load_compiled
+    from policy.load import PolicyError
+
+    labels = store.zone_labels()
+    try:
+        compiled = load_compiled(Path(path), lambda ip: labels.get(ip, set()))
+    except PolicyError as error:
+        first = str(error).splitlines()[0] if str(error) else path
+        more = len(error.problems) - 1
+        hint = f" ({more} more: zonewarden policy validate {path})" if more > 0 else ""
+        raise UserError(first + hint) from None
+
+    def zone_of(ip: str) -> str | None:
+        zone = compiled.zone_of(ip)
+        return None if zone is None else str(zone.id)
+
+    return zone_of
+
+
+def cmd_graph_paths(args: argparse.Namespace) -> int:
+    from sensor.assets.reach import MAX_PATHS, normalise_ip, paths_document
+    from sensor.limits import DEFAULT_LIMITS
+
+    source, target = normalise_ip(args.source, "source"), normalise_ip(args.target, "target")
+    if not 1 <= args.max_hops <= DEFAULT_LIMITS.graph_path_max_hops:
+        raise UserError(f"--max-hops is 1 to {DEFAULT_LIMITS.graph_path_max_hops}, not {args.max_hops}")
+    if not 1 <= args.limit <= MAX_PATHS:
+        raise UserError(f"--limit is 1 to {MAX_PATHS}, not {args.limit}")
+    store = _open(args)
+    try:
+        zone_of = _policy_zones(args.policy, store) if args.policy else None
+        document = paths_document(
+            store,
+            source,
+            target,
+            max_hops=args.max_hops,
+            directed=not args.undirected,
+            limit=args.limit,
+            zone_of=zone_of,
+            policy_configured=args.policy is not None,
+        )
+    finally:
+        store.close()
+    if args.json:
+        _print_json(document)
+    else:
+        for path in document["paths"]:
+            print(path_line(path))
+        count = len(document["paths"])
+        within = f"within {document['max_hops']} hop(s)" + ("" if document["directed"] else ", either way")
+        cut = "; more may exist (limit or search budget reached)" if document["truncated"] else ""
+        found = f"{count} path(s) from {source} to {target}" if count else "no path"
+        print(f"{found} {within}{cut}")
+    return EXIT_OK if document["paths"] else EXIT_NOT_FOUND
+
+
 def register(sub: Any) -> None:
     """Add the ``assets`` and ``graph`` sub-commands to the ``zonewarden`` parser."""
     from sensor.assets.export import FORMATS
+    from sensor.assets.reach import DEFAULT_MAX_HOPS, DEFAULT_PATHS, MAX_PATHS
+    from sensor.limits import DEFAULT_LIMITS
 
     a = sub.add_parser("assets", help="list the assets in the store (zonewarden assets show IP: one asset)")
     a.add_argument("--db", metavar="PATH", help="store file (default: $ZONEWARDEN_DATA/zonewarden.db)")
@@ -272,3 +376,38 @@ def register(sub: Any) -> None:
     e.add_argument("--db", metavar="PATH", help="store file")
     e.add_argument("--out", metavar="FILE", help="write to FILE (default: stdout)")
     e.set_defaults(func=cmd_graph_export)
+    p = gsub.add_parser(
+        "paths",
+        help="who can reach TARGET from SOURCE: chains of observed connections, hop by hop",
+        description="The simple paths from SOURCE to TARGET over the communications in the store, "
+        "shortest first, one a line, each hop with its protocols, ports and operations (! marks a policy "
+        "violation). A hop goes from a client to a server it opened connections to, unless --undirected. "
+        "Exit 0 when a path was found, 1 when none was.",
+    )
+    p.add_argument("source", help="where the paths start (IP address)")
+    p.add_argument("target", help="where they end (IP address)")
+    p.add_argument("--db", metavar="PATH", help="store file")
+    hops, paths = DEFAULT_LIMITS.graph_path_max_hops, MAX_PATHS
+    p.add_argument(
+        "--max-hops",
+        type=int,
+        default=DEFAULT_MAX_HOPS,
+        metavar="N",
+        help=f"longest path, 1-{hops} hops (default %(default)s)",
+    )
+    p.add_argument("--undirected", action="store_true", help="hops either way, not only client to server")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_PATHS,
+        metavar="N",
+        help=f"paths listed, 1-{paths} (default %(default)s)",
+    )
+    p.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="the policy the sensor judged this traffic against: each asset's zone, and an edge with no "
+        "policy alert in the store counts as allowed (without it: unknown)",
+    )
+    p.add_argument("--json", action="store_true", help="JSON output (the API's document)")
+    p.set_defaults(func=cmd_graph_paths)

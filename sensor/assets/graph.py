@@ -5,12 +5,14 @@ Nodes are assets (IP addresses); edges are keyed by ``(client, server, protocol,
 seen on it (Modbus function codes and unit ids, OPC UA services, MQTT topics published/subscribed).
 
 Callers never touch networkx: the facade answers the questions policy and the API ask (neighbours,
-communications between two sets of assets, paths) and builds a flat-attribute ``MultiDiGraph`` for
-export. The edge objects live in one ordered dict (least recently seen first) so updating an edge on
-every event is a dict lookup. The topology is kept in two plain dicts with the semantics and orders of
-a networkx ``MultiDiGraph``; networkx itself is imported and the graph built only when a graph
-algorithm or an export asks for it, so a replay does not pay its import (~0.1 s of start-up). Edges are
-bounded by ``Limits.max_graph_edges``: the least recently seen edge goes first (``graph.edges_evicted``).
+communications between two sets of assets, who can reach an asset through which hops) and builds a
+flat-attribute ``MultiDiGraph`` for export. The edge objects live in one ordered dict (least recently
+seen first) so updating an edge on every event is a dict lookup. The topology is kept in two plain dicts
+with the semantics and orders of a networkx ``MultiDiGraph``; networkx itself is imported and the graph
+built only when an export asks for it, so a replay does not pay its import (~0.1 s of start-up). Paths
+are searched on the dicts, with a step budget (:meth:`CommunicationGraph.paths`): the graph is as dense
+as an attacker makes it. Edges are bounded by ``Limits.max_graph_edges``: the least recently seen edge
+goes first (``graph.edges_evicted``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+
+from sensor.limits import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -101,12 +105,27 @@ class EdgeStats:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PathSearch:
+    """The answer of :meth:`CommunicationGraph.paths`.
+
+    ``paths``: each a tuple of addresses from the source to the target, shortest first, then in
+    lexicographic order. ``truncated``: the limit on paths or the step budget cut the answer (more
+    paths may exist within the hops asked). ``steps``: neighbours the search examined (what the budget,
+    ``Limits.graph_path_steps``, counts).
+    """
+
+    paths: tuple[tuple[str, ...], ...]
+    truncated: bool
+    steps: int
+
+
 def _op_sort(value: str) -> tuple[int, int, str]:
     return (0, int(value), "") if value.isdigit() else (1, 0, value)
 
 
 class CommunicationGraph:
-    """Typed facade over a networkx ``MultiDiGraph`` of assets and their conversations."""
+    """Typed facade over the ``MultiDiGraph`` of assets and their conversations (networkx for export)."""
 
     def __init__(self, max_edges: int = 500_000) -> None:
         self.max_edges = max_edges
@@ -128,8 +147,15 @@ class CommunicationGraph:
     def node_count(self) -> int:
         return len(self._adjacent)
 
+    def __contains__(self, ip: object) -> bool:
+        return ip in self._adjacent
+
     def nodes(self) -> list[str]:
         return list(self._adjacent)
+
+    def degree(self, ip: str) -> int:
+        """(client, server) pairs ``ip`` is in: assets it talks to, counted once per direction."""
+        return len(self._adjacent.get(ip, ()))
 
     def edges(self) -> Iterator[EdgeStats]:
         return iter(self._edges.values())
@@ -258,48 +284,122 @@ class CommunicationGraph:
             out += [e for e in self._edges.values() if e.client in dst and e.server in src]
         return out
 
-    def paths(self, source: str, target: str, max_hops: int = 4, directed: bool = True) -> list[list[str]]:
-        """Simple paths from ``source`` to ``target`` of at most ``max_hops`` edges (client -> server
-        direction unless ``directed`` is False), shortest first."""
-        if source not in self._adjacent or target not in self._adjacent:
-            return []
-        import networkx as nx
+    def paths(
+        self,
+        source: str,
+        target: str,
+        max_hops: int = 4,
+        directed: bool = True,
+        limit: int = 20,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> PathSearch:
+        """Simple paths from ``source`` to ``target`` of at most ``max_hops`` edges, shortest first, at
+        most ``limit`` of them, each a tuple of addresses from ``source`` to ``target``.
 
-        topology = self._networkx()
-        graph: Any = topology if directed else topology.to_undirected(as_view=True)
-        simple = nx.DiGraph(graph) if directed else nx.Graph(graph)
-        found = [list(p) for p in nx.all_simple_paths(simple, source, target, cutoff=max_hops)]
-        return sorted(found, key=lambda p: (len(p), p))
+        ``directed``: a hop goes from a client to a server it opened a connection to (a client can act on
+        its server); otherwise either way. Several edges between two assets (protocols, ports, both
+        directions when undirected) are one hop; a self-loop is none. ``source == target`` has no path:
+        a path here is at least one hop. An address the graph does not hold has none either.
 
-    def shortest_path(self, source: str, target: str, directed: bool = True) -> list[str] | None:
-        if source not in self._adjacent or target not in self._adjacent:
-            return None
-        import networkx as nx
+        Enumerating simple paths is exponential in the worst case, and an attacker decides how dense
+        the graph is (a scanner adds an edge to every address it touches). So: one breadth-first search
+        backwards from the target gives every asset's hop distance to it (within ``max_hops``); then,
+        for each length L from the source's distance up to ``max_hops``, a depth-first search that
+        enters an asset only when the hops taken plus its distance fit in L collects the paths of
+        exactly L hops. Neighbours are visited in sorted order, so paths of one length come out in
+        lexicographic order: the answer is ``sorted(all paths, key=(len, path))`` cut to ``limit``.
 
-        topology = self._networkx()
-        graph: Any = topology if directed else topology.to_undirected(as_view=True)
-        try:
-            return list(nx.shortest_path(graph, source, target))
-        except nx.NetworkXNoPath:
-            return None
-
-    # --- networkx -----------------------------------------------------------------------------
-
-    def _networkx(self) -> nx.MultiDiGraph[str]:
-        """The topology as a networkx ``MultiDiGraph``, built now (O(nodes + edges)).
-
-        Nodes are added in their order, then the pairs in the order they were created: that gives
-        every node's successors and predecessors the order an incrementally kept networkx graph has,
-        so algorithms that walk them (ties between equally short paths) answer the same.
+        The depth-first searches stop after examining ``limits.graph_path_steps`` neighbours in all (the
+        breadth-first search is linear in the edges and not counted). ``truncated`` is True when
+        ``limit`` or the step budget cut the answer: more paths within ``max_hops`` exist, or may.
+        ``max_hops`` above ``limits.graph_path_max_hops``, or ``max_hops`` or ``limit`` below 1, is a
+        ValueError (callers check what people ask first).
         """
-        import networkx as nx
+        if not 1 <= max_hops <= limits.graph_path_max_hops:
+            raise ValueError(f"max_hops is 1 to {limits.graph_path_max_hops}, not {max_hops}")
+        if limit < 1:
+            raise ValueError(f"limit is at least 1, not {limit}")
+        max_steps = limits.graph_path_steps
+        if source == target or source not in self._adjacent or target not in self._adjacent:
+            return PathSearch((), False, 0)
+        forward = self._neighbour_lists(directed, outgoing=True)
+        distance = self._distances_to(target, max_hops, self._neighbour_lists(directed, outgoing=False))
+        first = distance.get(source)
+        if first is None:
+            return PathSearch((), False, 0)
+        # Only assets within max_hops of the target can be on a path: each asset's useful neighbours,
+        # sorted, made once and kept for the searches of every length.
+        useful: dict[str, list[str]] = {}
 
-        graph: nx.MultiDiGraph[str] = nx.MultiDiGraph()
-        graph.add_nodes_from(self._adjacent)
-        for (client, server), keys in self._pairs.items():
-            for key in keys:
-                graph.add_edge(client, server, key=f"{key[2]}/{key[3]}")
-        return graph
+        def onward(node: str) -> list[str]:
+            nodes = useful.get(node)
+            if nodes is None:
+                nodes = useful[node] = sorted(n for n in forward(node) if n in distance)
+            return nodes
+
+        found: list[tuple[str, ...]] = []
+        steps = 0
+        for length in range(first, max_hops + 1):
+            path = [source]
+            on_path = {source}
+            pending = [iter(onward(source))]
+            while pending:
+                for node in pending[-1]:
+                    steps += 1
+                    if steps > max_steps:
+                        return PathSearch(tuple(found), True, max_steps)
+                    if node == target:
+                        if len(path) == length:
+                            if len(found) == limit:  # one more exists: the limit cut the answer
+                                return PathSearch(tuple(found), True, steps)
+                            found.append((*path, target))
+                        continue
+                    # len(path) hops taken once at node; it must still reach the target within length
+                    if node in on_path or len(path) + distance[node] > length:
+                        continue
+                    path.append(node)
+                    on_path.add(node)
+                    pending.append(iter(onward(node)))
+                    break
+                else:
+                    pending.pop()
+                    on_path.discard(path.pop())
+        return PathSearch(tuple(found), False, steps)
+
+    def _neighbour_lists(self, directed: bool, outgoing: bool) -> Callable[[str], set[str]]:
+        """A function giving an asset's neighbours other than itself: the servers it opened connections
+        to (``outgoing``) or the clients that opened connections to it, or both when not ``directed``."""
+        adjacent = self._adjacent
+
+        def neighbours(node: str) -> set[str]:
+            pairs = adjacent.get(node, ())
+            if not directed:
+                found = {server if client == node else client for client, server in pairs}
+            elif outgoing:
+                found = {server for client, server in pairs if client == node}
+            else:
+                found = {client for client, server in pairs if server == node}
+            found.discard(node)
+            return found
+
+        return neighbours
+
+    @staticmethod
+    def _distances_to(target: str, max_hops: int, backwards: Callable[[str], set[str]]) -> dict[str, int]:
+        """Hops from every asset to ``target`` (those within ``max_hops``): breadth first, backwards."""
+        distance = {target: 0}
+        frontier = [target]
+        for hops in range(1, max_hops + 1):
+            reached = []
+            for node in frontier:
+                for previous in backwards(node):
+                    if previous not in distance:
+                        distance[previous] = hops
+                        reached.append(previous)
+            frontier = reached
+        return distance
+
+    # --- export -------------------------------------------------------------------------------
 
     def to_networkx(
         self, node_attributes: Callable[[str], dict[str, Any]] | None = None
