@@ -16,6 +16,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** What was wrong, field by field, when the API says (422: ``error.details``). */
+    readonly details: unknown[] = [],
   ) {
     super(message);
   }
@@ -67,6 +69,7 @@ function authHeaders(token: string | null = getToken()): Record<string, string> 
 async function failure(response: Response): Promise<ApiError> {
   let code = `http_${response.status}`;
   let message = response.statusText || `HTTP ${response.status}`;
+  let details: unknown[] = [];
   try {
     const body: unknown = await response.json();
     if (body && typeof body === "object") {
@@ -76,11 +79,12 @@ async function failure(response: Response): Promise<ApiError> {
       if (typeof err.message === "string") message = err.message;
       else if (typeof b.detail === "string") message = b.detail;
       else if (Array.isArray(b.detail)) message = JSON.stringify(b.detail);
+      if (Array.isArray(err.details)) details = err.details;
     }
   } catch {
     // Not JSON: keep the status line.
   }
-  return new ApiError(response.status, code, message);
+  return new ApiError(response.status, code, message, details);
 }
 
 export async function request<T>(

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +30,19 @@ from typing import Any
 import pytest
 from zw_paths import REPO
 
-from pcaps.generate.demo import EWS, HISTORIAN, PLANT, PLC, ZONES, PlantLink, build_demo, rewrite
+from pcaps.generate.demo import (
+    BROKER,
+    EWS,
+    GATEWAY2,
+    HISTORIAN,
+    OPCUA_SERVER,
+    PLANT,
+    PLC,
+    ZONES,
+    PlantLink,
+    build_demo,
+    rewrite,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 STATIC_INDEX = REPO / "api" / "static" / "index.html"
@@ -345,6 +358,142 @@ def test_dashboard_asset_page_shows_the_register_map(
     page.goto(f"{server.url}/#/assets")
     page.wait_for_selector("tr[data-ip]")
     screenshot(page, "assets", tmp_path)
+
+
+# What a hop of the "Who can reach this asset" panel says of one edge (dashboard/src/pages/reach.ts
+# edgeLabel): protocol/port, then at most 6 values of each of these operation kinds, "…" when more.
+HOP_OPERATIONS = (("function", "fc"), ("service", ""), ("publish", "pub"), ("subscribe", "sub"))
+HOP_VALUES_SHOWN = 6
+
+# Each path the panel drew: its chips in order, assets (address, zone, link) and hops (ends, policy
+# status, zone crossing, marks, and each edge's id, direction against the path and label).
+READ_PATHS = """rows => rows.map(row => [...row.querySelector('.path-chips').children].map(c =>
+  c.classList.contains('path-asset')
+    ? {ip: c.dataset.ip, zone: c.dataset.zone, href: c.querySelector('a').getAttribute('href')}
+    : {client: c.dataset.client, server: c.dataset.server, policy: c.dataset.policy,
+       crosses: c.dataset.crosses, marks: [...c.querySelectorAll('[data-mark]')].map(m => m.dataset.mark),
+       edges: [...c.querySelectorAll('.hop-edge')].map(e =>
+         [e.dataset.edge, e.dataset.way, e.querySelector('.label').textContent])}))"""
+
+
+def hop_label(edge: dict[str, Any]) -> str:
+    parts = [f"{edge['protocol']}/{edge['port']}"]
+    for kind, word in HOP_OPERATIONS:
+        values = edge["operations"].get(kind) or []
+        if values:
+            shown = ",".join(values[:HOP_VALUES_SHOWN]) + (",…" if len(values) > HOP_VALUES_SHOWN else "")
+            parts.append(f"{word} {shown}" if word else shown)
+    return " ".join(parts)
+
+
+def expected_chips(path: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chips a path of GET /graph/paths should give: asset, hop, asset, ..."""
+
+    def asset(ip: str, zone: str | None) -> dict[str, Any]:
+        return {"ip": ip, "zone": zone or "", "href": f"#/assets/{ip}"}
+
+    chips = [asset(path[0]["client"], path[0]["client_zone"])]
+    for hop in path:
+        marks = {"violation": ["violation"], "closed": ["closed"]}.get(hop["policy_status"], [])
+        chips.append(
+            {
+                "client": hop["client"],
+                "server": hop["server"],
+                "policy": hop["policy_status"],
+                "crosses": str(hop["crosses_zones"]).lower(),
+                "marks": marks + (["crosses"] if hop["crosses_zones"] else []),
+                "edges": [
+                    [e["id"], "forward" if e["client"] == hop["client"] else "reverse", hop_label(e)]
+                    for e in hop["edges"]
+                ],
+            }
+        )
+        chips.append(asset(hop["server"], hop["server_zone"]))
+    return chips
+
+
+def ask_who_reaches(page: Any, source: str, *, either: bool = False, max_hops: int = 4) -> None:
+    page.fill("#reach input[name=reach-source]", source)
+    page.fill("#reach input[name=reach-hops]", str(max_hops))
+    page.set_checked("#reach input[name=reach-either]", either)
+    page.evaluate("document.querySelector('#reach-answer').replaceChildren()")
+    page.click("#reach button[data-action=find-paths]")
+    page.wait_for_selector("#reach-answer #reach-result, #reach-answer .error")
+
+
+def test_dashboard_asset_page_shows_who_can_reach_it(
+    browser: Browser, server: Server, tmp_path: Path
+) -> None:
+    """The panel draws the paths GET /graph/paths gives: assets with their zones, each hop's edges
+    (labels as the CLI's), a mark on violating and zone-crossing hops; and the API's 404 text."""
+    import json
+
+    page = browser.page
+    page.goto(f"{server.url}/#/assets/{PLC}")
+    page.wait_for_selector("#reach form")
+    headings = page.eval_on_selector_all("main section.card > h2", "hs => hs.map(h => h.textContent)")
+    at = headings.index("Who can reach this asset")
+    assert headings[at - 1 : at + 2] == ["Communications", "Who can reach this asset", "Alerts"]
+    # The list offers the plant's other assets, this one not.
+    page.wait_for_function(f"document.querySelectorAll('#reach-sources option').length >= {len(ZONES)}")
+    offered = set(page.eval_on_selector_all("#reach-sources option", "os => os.map(o => o.value)"))
+    assert EWS in offered and OPCUA_SERVER in offered and PLC not in offered
+
+    questions = [
+        # the engineering workstation's Modbus writes: one hop, scada -> control, a policy violation
+        (PLC, EWS, False),
+        # the OPC UA server reaches the PLC only against a connection's direction, through the HMI
+        (PLC, OPCUA_SERVER, True),
+        # a line gateway's MQTT topics, control -> dmz, allowed by the conduit
+        (BROKER, GATEWAY2, False),
+    ]
+    shown = PLC
+    for target, source, either in questions:
+        if target != shown:
+            shown = target
+            page.goto(f"{server.url}/#/assets/{target}")
+            page.wait_for_function(f"document.querySelector('#asset-ip')?.textContent === {target!r}")
+            page.wait_for_selector("#reach form")
+        ask_who_reaches(page, source, either=either)
+        directed = "false" if either else "true"
+        question = f"source={source}&target={target}&max_hops=4&directed={directed}"
+        answer = api_get(server, f"/graph/paths?{question}")
+        assert answer["paths"], f"the plant has no path {source} -> {target}"
+        assert page.get_attribute("#reach-result", "data-source") == source
+        drawn = page.eval_on_selector_all("#reach-result li.path", READ_PATHS)
+        assert drawn == [expected_chips(path) for path in answer["paths"]]
+        if source == EWS:
+            [[hop]] = answer["paths"]
+            assert hop["policy_status"] == "violation" and hop["crosses_zones"] is True
+            assert page.locator("#reach .path-hop.violation [data-mark=violation]").is_visible()
+            assert page.inner_text("#reach .path-hop.violation [data-mark=violation]") == "⚠ policy violation"
+            assert "modbus/502 fc " in page.inner_text("#reach .path-hop.violation")
+            page.locator("#reach").scroll_into_view_if_needed()
+            screenshot(page, "asset-reach", tmp_path)
+        if source == OPCUA_SERVER:
+            # Directed, it does not reach the PLC at all.
+            assert [len(path) for path in answer["paths"]] == [2]
+            ask_who_reaches(page, source, either=False)
+            assert api_get(server, f"/graph/paths?source={source}&target={target}")["paths"] == []
+            assert page.inner_text("#reach-result .empty") == "No path within 4 hops."
+            assert page.locator("#reach-result li.path").count() == 0
+        if source == GATEWAY2:
+            assert "pub plant/line2/setpoint" in page.inner_text("#reach-result")
+
+    # An asset in a path links to its own page.
+    page.click(f"#reach-result .path-asset[data-ip='{GATEWAY2}'] a")
+    page.wait_for_function(f"document.querySelector('#asset-ip')?.textContent === {GATEWAY2!r}")
+
+    # An address the store does not know: the API's 404 message, as it says it.
+    unknown = "10.99.99.99"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        api_get(server, f"/graph/paths?source={unknown}&target={GATEWAY2}")
+    assert refused.value.code == 404
+    message = json.loads(refused.value.read())["error"]["message"]
+    assert unknown in message
+    ask_who_reaches(page, unknown)
+    assert page.inner_text("#reach-answer .error") == message
+    assert page.locator("#reach-result").count() == 0
 
 
 def test_dashboard_alerts_arrive_live(browser: Browser, server: Server) -> None:

@@ -1,5 +1,5 @@
 // Assets: the inventory table with search and filters, and one asset's page (identity, roles, Modbus
-// register map, OPC UA nodes, MQTT topics, certificates, alerts, communications).
+// register map, OPC UA nodes, MQTT topics, certificates, communications, who can reach it, alerts).
 
 import { ApiError, apiHas, get, patch } from "../api";
 import { type Column, PagedTable, protocolBadge, searchBox, select, table } from "../components";
@@ -7,6 +7,7 @@ import { type Child, badge, empty, errorBox, facts, h, link, replace, section } 
 import { num, relative, severityName, str, when } from "../format";
 import { ROLE_ICONS, roleLabel } from "../icons";
 import { type Route, setQuery } from "../router";
+import { reachSection } from "./reach";
 
 export type AssetRow = Record<string, unknown> & {
   ip: string;
@@ -471,6 +472,9 @@ export async function renderAsset(root: HTMLElement, route: Route): Promise<void
     ),
   );
   root.append(section("Communications", edges.length ? edgesTable(edges, ip) : empty("None.")));
+  // The assets it talks with head the source list (its clients reach it in one hop).
+  const peers = [...new Set(edges.map((e) => (e.server === ip ? str(e.client) : str(e.server))))];
+  root.append(reachSection(ip, peers));
 
   const alertsBox = h("div");
   root.append(section("Alerts", alertsBox));
