@@ -2,7 +2,8 @@
 
 Contract (extend, never rename)::
 
-    zonewarden serve [--db PATH] [--host 127.0.0.1] [--port 8000] [--sniff IFACE [--bpf FILTER]]
+    zonewarden serve [--db PATH] [--host 127.0.0.1] [--port 8000] [--sniff IFACE [--sniff IFACE ...]
+                     [--bpf FILTER]]
                      [--replay PCAP...] [--policy FILE] [--pki-dir DIR [--pki-passphrase-file FILE]]
                      [--baseline FILE] [--learn-for SECONDS] [--follow-eve FILE] [--deep]
                      [--rules-dir DIR [--rules-data-dir DIR]]
@@ -53,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         db=Path(args.db) if args.db else _default_db(),
         host=args.host,
         port=args.port,
-        sniff=args.sniff,
+        sniff=list(args.sniff or ()),
         bpf=args.bpf,
         replay=[Path(p) for p in args.replay or ()],
         policy=Path(args.policy) if args.policy else None,
@@ -167,7 +168,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--db", metavar="PATH", help="SQLite store (default: $ZONEWARDEN_DATA/zonewarden.db)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--sniff", metavar="IFACE", help="capture live from this SPAN interface (never transmits)")
+    p.add_argument(
+        "--sniff",
+        metavar="IFACE",
+        action="append",
+        help="capture live from this SPAN interface (never transmits); repeat for several (TAP ports)",
+    )
     p.add_argument("--bpf", metavar="FILTER", help="BPF capture filter for --sniff")
     p.add_argument("--replay", nargs="+", metavar="PCAP", help="replay these capture files into the store")
     p.add_argument("--policy", metavar="FILE", help="zone/conduit policy (YAML)")

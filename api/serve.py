@@ -89,7 +89,7 @@ class ServeOptions:
     db: Path
     host: str = "127.0.0.1"
     port: int = 8000
-    sniff: str | None = None
+    sniff: list[str] = field(default_factory=list)  # interfaces captured together (a TAP's two ports)
     bpf: str | None = None
     replay: list[Path] = field(default_factory=list)
     policy: Path | None = None
@@ -157,7 +157,7 @@ def serve(options: ServeOptions, ready: Callable[[str], None] | None = None) -> 
         )
         runner = LiveRunner(
             sensor,
-            interface=options.sniff,
+            interface=options.sniff or None,
             bpf=options.bpf,
             paths=options.replay,
             follow_eve=options.follow_eve,

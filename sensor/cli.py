@@ -5,8 +5,11 @@ Contracts other tools rely on (keep them; extend, never rename):
 * ``zonewarden replay PCAP... [--eve FILE] [--summary-json FILE|-] [--deep] [--policy FILE]``: exit 0 on
   success (warnings such as a truncated last record go to stderr), 2 when a file is not a capture or is
   corrupt (one line on stderr, never a traceback; the other files are still processed).
-* ``zonewarden sniff -i IFACE [--bpf FILTER] [--eve FILE] [--summary-json FILE|-] [--duration S]
-  [--policy FILE] [--learn-for SECONDS] [--baseline FILE] [--follow-eve FILE] [--deep]``.
+* ``zonewarden sniff -i IFACE [-i IFACE ...] [--bpf FILTER] [--eve FILE] [--summary-json FILE|-]
+  [--duration S] [--policy FILE] [--learn-for SECONDS] [--baseline FILE] [--follow-eve FILE] [--deep]``:
+  several ``-i`` capture together (a TAP's two monitor ports, SPAN sessions of several switches); an
+  interface that cannot be opened is one line on stderr and exit code 2. The summary's
+  ``capture_by_interface`` has each interface's capture counters (their sum is ``capture``).
 """
 
 from __future__ import annotations
@@ -250,7 +253,14 @@ def build_parser(*, core_only: bool = False) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("sniff", help="capture live from a SPAN/mirror interface (never transmits)")
-    s.add_argument("-i", "--interface", required=True)
+    s.add_argument(
+        "-i",
+        "--interface",
+        required=True,
+        action="append",
+        metavar="IFACE",
+        help="interface to capture on; repeat for several (a TAP's two monitor ports, several SPAN sessions)",
+    )
     s.add_argument("--bpf", metavar="FILTER", help="BPF capture filter")
     s.add_argument("--eve", metavar="FILE")
     s.add_argument("--summary-json", metavar="FILE")

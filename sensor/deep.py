@@ -998,7 +998,7 @@ def identify_other_protocols(
 
 
 # --------------------------------------------------------------------------------------------------
-# Live: tshark beside the sensor, on the capture interface
+# Live: tshark beside the sensor, on the capture interfaces
 # --------------------------------------------------------------------------------------------------
 
 LIVE_SESSION_RESET: Final = 100_000
@@ -1017,13 +1017,26 @@ def find_dumpcap(tshark: str) -> str | None:
     return shutil.which("dumpcap")
 
 
+def dumpcap_command(dumpcap: str, interfaces: Sequence[str], bpf: str | None) -> list[str]:
+    """``dumpcap -i IFACE [-i IFACE ...] -q -w -`` with the capture filter after each ``-i``: a ``-f``
+    after an ``-i`` sets the filter of that interface only (dumpcap(1)), so every interface gets its own.
+    One interface gives ``dumpcap -i IFACE -q -w - [-f FILTER]``; dumpcap writes one pcapng stream with
+    an interface description block per interface."""
+    filter_args = ["-f", bpf] if bpf else []
+    command = [dumpcap]
+    for name in interfaces[:-1]:
+        command += ["-i", name, *filter_args]
+    return [*command, "-i", interfaces[-1], "-q", "-w", "-", *filter_args]
+
+
 FlowIdentity = tuple[str, str, str, int, str, int]  # protocol, transport, client ip/port, server ip/port
 
 
 class LiveDeepScan:
-    """Other ICS protocols identified by tshark on a live interface, beside the sensor (issue 4).
+    """Other ICS protocols identified by tshark on live interfaces, beside the sensor (issue 4).
 
-    ``dumpcap -i IFACE -w -`` writes pcapng into a pipe that ``tshark -r - -l -M N -T fields`` reads.
+    ``dumpcap -i IFACE [-i IFACE ...] -w -`` writes pcapng into a pipe that ``tshark -r - -l -M N -T
+    fields`` reads (``interface``: one name, or several, as given to the sensor's capture).
     Plain ``tshark -i IFACE`` is not used: it has dumpcap write every frame to a temporary file in /tmp
     that grows for as long as the capture runs and stays behind when tshark is killed. The field stream
     feeds the same :class:`FlowAggregator` (and :func:`parse_line`) as the file path, in a thread of its
@@ -1034,7 +1047,7 @@ class LiveDeepScan:
 
     def __init__(
         self,
-        interface: str,
+        interface: str | Sequence[str],
         *,
         bpf: str | None = None,
         tshark: str | None = None,
@@ -1043,7 +1056,11 @@ class LiveDeepScan:
         decode_as: Sequence[str] = (),
         session_reset: int = LIVE_SESSION_RESET,
     ) -> None:
-        self.interface = interface
+        names = [interface] if isinstance(interface, str) else list(interface)
+        if not names:
+            raise ValueError("LiveDeepScan needs at least one interface name")
+        self.interfaces: tuple[str, ...] = tuple(dict.fromkeys(names))
+        self.interface = ",".join(self.interfaces)  # the names as one string, for messages
         self.bpf = bpf
         self.tshark = tshark
         self.skip = skip
@@ -1078,9 +1095,7 @@ class LiveDeepScan:
         )
         self._config_dir = tempfile.TemporaryDirectory(prefix="zonewarden-tshark-")
         env = _tshark_env(self._config_dir.name)
-        capture = [dumpcap, "-i", self.interface, "-q", "-w", "-"]
-        if self.bpf:
-            capture += ["-f", self.bpf]
+        capture = dumpcap_command(dumpcap, self.interfaces, self.bpf)
         reader = [executable, "-r", "-", "-l", "-M", str(self.session_reset)]
         reader += field_stream_options(self.aggregator.identity_columns, self.decode_as)
         try:

@@ -4,13 +4,13 @@
 and runs beside it everything a sensor that keeps running needs. Threads (DESIGN.md §1: concurrency
 lives only at the edges; the packet path stays one synchronous loop)::
 
-    sensor thread    the pipeline: live frames (LiveSource has its own capture thread) or a replay
+    sensor thread    the pipeline: live frames (LiveSource has a capture thread per interface) or a replay
     flush thread     every second: pending policy/anomaly aggregates out, tshark's flows into the
                      inventory, the store committed
     policy watcher   policy.reload.PolicyWatcher: a changed policy file is validated off the packet path
                      and swapped in; an invalid one is refused and the old one keeps running
     EVE follower     rules.eve_ingest.follow on Suricata's EVE file: its alerts join the alert stream
-    deep scanner     sensor.deep.LiveDeepScan: dumpcap | tshark on the capture interface
+    deep scanner     sensor.deep.LiveDeepScan: dumpcap | tshark on the capture interfaces
 
 The pipeline, the alert router, the store and the EVE writer are not thread-safe, so every touch of
 them from another thread holds :attr:`LiveRunner.lock`. The sensor thread holds it while it processes a
@@ -32,7 +32,7 @@ from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sensor.capture.base import Source
+from sensor.capture.base import CaptureCounters, Source
 from sensor.records import Alert, Frame
 
 if TYPE_CHECKING:
@@ -62,12 +62,20 @@ class LockedSource(Source):
     """
 
     def __init__(self, inner: Source, lock: threading.Lock) -> None:
-        super().__init__()
+        # Source.__init__ is not called: ``counters`` is the inner source's, read at each access (a
+        # live source's is the sum of its interfaces' counters, a new object at each read).
         self.inner = inner
         self.lock = lock
-        self.counters = inner.counters
         self.warnings = inner.warnings
         self._frames: Generator[Frame, None, None] | None = None
+
+    @property
+    def counters(self) -> CaptureCounters:
+        return self.inner.counters
+
+    @counters.setter
+    def counters(self, value: CaptureCounters) -> None:
+        raise AttributeError("a locked source counts with its inner source's counters")
 
     def frames(self) -> Iterator[Frame]:
         self._frames = self._locked_frames()
@@ -89,7 +97,12 @@ class _Stopped(Exception):
 
 
 class LiveRunner:
-    """Runs a sensor on a live interface (``interface``) or over capture files (``paths``), in threads.
+    """Runs a sensor on live interfaces (``interface``) or over capture files (``paths``), in threads.
+
+    ``interface``: one name, or several (a TAP's two monitor ports, SPAN sessions of several switches),
+    captured together by one :class:`sensor.capture.live.LiveSource`; a name given twice is captured
+    once. :attr:`interfaces` lists them; :attr:`interface` is them joined with "," (the string the
+    status and summary documents have always carried under ``"interface"``), None for a replay.
 
     ``follow_eve``: tail this Suricata EVE file and publish its alerts as the sensor's own.
     ``deep``: identify other ICS protocols with tshark: live on the interface, or after a replay (the
@@ -102,7 +115,7 @@ class LiveRunner:
         self,
         sensor: Sensor,
         *,
-        interface: str | None = None,
+        interface: str | Sequence[str] | None = None,
         bpf: str | None = None,
         paths: Sequence[Path] = (),
         flush_interval: float = FLUSH_INTERVAL,
@@ -113,7 +126,10 @@ class LiveRunner:
         deep_interval: float = DEEP_INTERVAL,
     ) -> None:
         self.sensor = sensor
-        self.interface = interface
+        names = [interface] if isinstance(interface, str) else list(interface or ())
+        self._names_given = [name for name in names if name]  # LiveSource warns about a repeated one
+        self.interfaces: list[str] = list(dict.fromkeys(self._names_given))
+        self.interface: str | None = ",".join(self.interfaces) or None
         self.bpf = bpf
         self.paths = list(paths)
         self.flush_interval = flush_interval
@@ -164,12 +180,12 @@ class LiveRunner:
         if self.interface:
             from sensor.capture.live import LiveSource
 
-            self.source = LiveSource(self.interface, self.bpf, self.sensor.config.limits)
+            self.source = LiveSource(self._names_given, self.bpf, self.sensor.config.limits)
             self.source.start()
             if self.deep:
                 from sensor.deep import LiveDeepScan
 
-                self.deep_scan = LiveDeepScan(self.interface, bpf=self.bpf, limits=self.sensor.config.limits)
+                self.deep_scan = LiveDeepScan(self.interfaces, bpf=self.bpf, limits=self.sensor.config.limits)
                 if self.deep_scan.start():
                     # The policy judges a flow no native dissector claims (S7comm-plus on tcp/102, DNP3...)
                     # as the protocol tshark has named it, as replay --deep does. A flow is judged when the
@@ -231,6 +247,7 @@ class LiveRunner:
             with self.lock:
                 try:
                     self.final_summary = self.sensor.finish(self.paths, before_close=self._absorb_deep_all)
+                    self.final_summary.update(self._capture_by_interface())
                     self.final_summary["live"] = self._live_section()
                 except Exception as exc:
                     self.error = self.error or f"{type(exc).__name__}: {exc}"
@@ -357,6 +374,8 @@ class LiveRunner:
     def _live_section(self) -> dict[str, Any]:
         watcher = self.policy_watcher
         out: dict[str, Any] = {"mode": self.mode, "interface": self.interface}
+        if self.interfaces:
+            out["interfaces"] = list(self.interfaces)
         if watcher is not None:
             out["policy"] = {
                 "watched": self._watch_policy,
@@ -374,6 +393,15 @@ class LiveRunner:
             out["deep"] = self.deep_scan.counters()
         return out
 
+    def _capture_by_interface(self) -> dict[str, Any]:
+        """``{"capture_by_interface": {name: capture counters}}`` of a live capture, {} for a replay. Each
+        interface's counters are written by its own capture thread only and read here as they are now:
+        once capture stopped their sum is the summary's ``capture``; while it runs, the two are read a
+        moment apart."""
+        if self.source is None:
+            return {}
+        return {"capture_by_interface": self.source.counters_by_interface()}
+
     def summary(self) -> dict[str, Any]:
         """The sensor's summary now, with the runner's own section (lock taken, or {} when busy)."""
         if self.final_summary is not None:
@@ -381,7 +409,11 @@ class LiveRunner:
         if not self.lock.acquire(timeout=2.0):
             return {}
         try:
-            summary = self.final_summary or {**self.sensor.summary(), "live": self._live_section()}
+            summary = self.final_summary or {
+                **self.sensor.summary(),
+                **self._capture_by_interface(),
+                "live": self._live_section(),
+            }
         finally:
             self.lock.release()
         return summary
@@ -394,6 +426,7 @@ class LiveRunner:
                 "running": not self.finished.is_set(),
                 "mode": self.mode,
                 "interface": self.interface,
+                "interfaces": list(self.interfaces),
                 "finished": self.finished.is_set(),
             },
             "summary": summary,

@@ -52,6 +52,11 @@ def build_status(
         gaps=_int(flow_counters.get("tcp.reassembly_gap")),
         drops=Drops(kernel=capture.get("kernel_drops", 0), queue=capture.get("queue_drops", 0)),
         capture=capture,
+        capture_by_interface={
+            str(name): {k: _int(v) for k, v in counters.items()}
+            for name, counters in (summary.get("capture_by_interface") or {}).items()
+            if isinstance(counters, dict)
+        },
         protocols={p: summary[p] for p in PROTOCOLS if isinstance(summary.get(p), dict)},
         alerts=summary.get("alerts") or {},
         versions={

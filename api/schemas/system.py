@@ -27,7 +27,10 @@ class SensorInfo(BaseModel):
     mode: Literal["live", "replay", "none"] = Field(
         description="live SPAN capture, file replay, or no sensor"
     )
-    interface: str | None = None
+    interface: str | None = Field(default=None, description="the capture interfaces, joined with ','")
+    interfaces: list[str] = Field(
+        default_factory=list, description="the capture interfaces (several: a TAP's ports, SPAN sessions)"
+    )
     finished: bool = Field(description="a replay has processed every file / a capture has stopped")
 
 
@@ -49,6 +52,10 @@ class Status(BaseModel):
     gaps: int = Field(ge=0, description="TCP reassembly gaps (bytes never seen)")
     drops: Drops
     capture: dict[str, int] = Field(description="capture counters of every source")
+    capture_by_interface: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="live capture: each interface's capture counters (their sum is capture)",
+    )
     protocols: dict[str, dict[str, Any]] = Field(
         description="per-protocol counters (modbus, opcua, mqtt, tls)"
     )

@@ -82,6 +82,7 @@ def test_live_span_capture_through_the_api(veth: tuple[str, str, str], tmp_path:
             "running": True,
             "mode": "live",
             "interface": sensor_end,
+            "interfaces": [sensor_end],
             "finished": False,
         }
         tx_before = tx_packets(sensor_end)
@@ -100,6 +101,7 @@ def test_live_span_capture_through_the_api(veth: tuple[str, str, str], tmp_path:
         assert {"kernel_drops", "queue_drops"} <= capture.keys()
         assert status["drops"] == {"kernel": capture["kernel_drops"], "queue": capture["queue_drops"]}
         assert capture["kernel_drops"] + capture["queue_drops"] == 0
+        assert status["capture_by_interface"] == {sensor_end: capture}  # one interface: all of it
         assert status["protocols"]["modbus"]["transactions"] == 24
 
         asset = server.get("/api/v1/assets/127.0.0.1", token)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from zw_veth import veth_pair
 
+from sensor.capture import live as live_module
 from sensor.capture.live import LiveSource
 from sensor.errors import CaptureError
 from sensor.limits import Limits
@@ -160,5 +161,44 @@ def test_live_kernel_drops_accumulate_because_the_kernel_resets_them_on_read() -
     source = LiveSource("unused")
     sock = _FakeListenSocket([(100, 3), (50, 0), (70, 9)])
     for _ in range(3):
-        source._read_kernel_drops(sock)
+        source._read_kernel_drops(sock, source._counters[0])
     assert source.counters.kernel_drops == 12
+
+
+def _queued(frames: list[Frame], interfaces: list[str]) -> LiveSource:
+    """A source whose capture threads already queued ``frames`` and ended (no socket is opened)."""
+    source = LiveSource(interfaces)
+    source.start = lambda: None  # type: ignore[method-assign]
+    for frame in frames:
+        source._queue.put_nowait(frame)
+    for done in source._finished:
+        done.set()
+    return source
+
+
+def test_frames_of_a_taps_two_ports_come_out_in_capture_order() -> None:
+    """The port carrying responses had its thread run first: its frame was queued before the request
+    it answers, captured 10 us earlier on the other port. The pipeline must get the request first."""
+    request, response = Frame(10.000010, 1, b"request", 7, 0), Frame(10.000020, 1, b"response", 8, 1)
+    later = [Frame(10.5 + i / 100, 1, b"later", 5, i % 2) for i in range(3)]
+    assert list(_queued([response, request, *later], ["tap-a", "tap-b"]).frames()) == [
+        request,
+        response,
+        *later,
+    ]
+
+
+def test_one_interface_keeps_the_order_its_thread_read() -> None:
+    frames = [Frame(10.2, 1, b"x", 1, 0), Frame(10.1, 1, b"y", 1, 0)]  # the pipeline clamps time instead
+    assert list(_queued(frames, ["eth0"]).frames()) == frames
+
+
+def test_frames_waiting_to_be_ordered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live_module, "REORDER_MAX_FRAMES", 5)
+    frames = [Frame(100.0 - i / 1000, 1, b"x", 1, i % 2) for i in range(20)]  # newest first, all within 50 ms
+    source = _queued(frames, ["a", "b"])
+    out = source.frames()
+    first = next(out)
+    assert source._queue.qsize() == 20 - 6  # released once a sixth was waiting, not at the end
+    assert first == frames[5]  # the oldest of the six
+    assert len([first, *out]) == 20
