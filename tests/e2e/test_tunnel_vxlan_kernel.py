@@ -10,6 +10,7 @@ tshark, which opens VXLAN too.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from zw_paths import REPO
+from zw_wait import wait_for
 
 from pcaps.generate.record import recording
 from sensor.runtime import SensorConfig, replay
@@ -156,3 +158,112 @@ def test_modbus_in_kernel_vxlan_is_read_through_the_tunnel(
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (make test installs it): the oracle half was not checked")
     assert tshark_function_codes(capture) == Counter({"1": 2 * POLLS, "3": 2 * POLLS, "4": 2 * POLLS})
+
+
+# --- the sensor as the tunnel's destination ----------------------------------------------------
+
+SENSOR_ADDRESS, SWITCH_ADDRESS = "192.0.2.2", "192.0.2.1"
+DROP_VXLAN = """
+table inet zonewarden_test {
+  chain input {
+    type filter hook input priority 0;
+    udp dport 4789 drop
+  }
+}
+"""
+
+
+def mac_of(interface: str, ns: str | None = None) -> str:
+    prefix = ["ip", "netns", "exec", ns] if ns else []
+    out = subprocess.run(
+        [*prefix, "cat", f"/sys/class/net/{interface}/address"], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def tx_packets(interface: str, ns: str) -> int:
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{interface}/statistics/tx_packets"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(out.stdout)
+
+
+@pytest.fixture
+def sensor_namespace() -> Iterator[tuple[str, str, str]]:
+    """A namespace holding the sensor's capture end (192.0.2.2) of a veth pair whose other end, left in the
+    test's namespace, plays the remote switch; no IPv6, and the switch's address known without ARP, so
+    that the only frames the sensor's host can send are its answers to the tunnelled datagrams."""
+    suffix = str(os.getpid() % 100000)
+    ns, sensor_end, switch_end = f"zwvd{suffix}", f"zwvds{suffix}"[:15], f"zwvdw{suffix}"[:15]
+    ip("netns", "add", ns)
+    try:
+        subprocess.run(
+            ["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+             "net.ipv6.conf.default.disable_ipv6=1"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        ip("link", "add", switch_end, "type", "veth", "peer", "name", sensor_end)
+        Path(f"/proc/sys/net/ipv6/conf/{switch_end}/disable_ipv6").write_text("1")
+        ip("link", "set", sensor_end, "netns", ns)
+        ip("-n", ns, "addr", "add", f"{SENSOR_ADDRESS}/24", "dev", sensor_end)
+        ip("-n", ns, "link", "set", sensor_end, "up")
+        ip("link", "set", switch_end, "up")
+        ip("-n", ns, "neigh", "add", SWITCH_ADDRESS, "lladdr", mac_of(switch_end), "dev", sensor_end)
+        yield ns, sensor_end, switch_end
+    finally:
+        subprocess.run(["ip", "link", "del", switch_end], capture_output=True, timeout=30)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize("firewall", [True, False], ids=["dropped_on_input", "no_firewall"])
+def test_sensor_as_the_vxlan_destination_reads_what_its_firewall_drops(
+    sensor_namespace: tuple[str, str, str], tmp_path: Path, firewall: bool
+) -> None:
+    """README: let the host's firewall drop the tunnel on input, or the host answers each datagram with
+    an ICMP unreachable; the sensor still sees them (packet sockets read before the firewall)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import rdpcap
+    from zw_tap import raw_senders
+
+    ns, sensor_end, switch_end = sensor_namespace
+    if firewall:
+        if shutil.which("nft") is None:
+            pytest.skip("nft (nftables) is not installed (make test installs it)")
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=DROP_VXLAN, text=True, check=True)
+    original = REPO / "pcaps" / "modbus-pymodbus-polling.pcap"
+    outer = Ether(src=mac_of(switch_end), dst=mac_of(sensor_end, ns)) / IP(
+        src=SWITCH_ADDRESS, dst=SENSOR_ADDRESS
+    )
+    frames = [
+        bytes(outer / UDP(sport=49152, dport=4789) / VXLAN(vni=5) / frame) for frame in rdpcap(str(original))
+    ]
+
+    log, summary = tmp_path / "sniff.log", tmp_path / "summary.json"
+    command = ["ip", "netns", "exec", ns, sys.executable, "-m", "sensor.cli", "-v", "sniff", "-i", sensor_end,
+               "--duration", "4", "--summary-json", str(summary)]  # fmt: skip
+    with log.open("wb") as out:
+        sniff = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=out)
+    try:
+        wait_for(
+            lambda: sniff.poll() is not None or f"capturing on {sensor_end} ".encode() in log.read_bytes()
+        )
+        tx_before = tx_packets(sensor_end, ns)
+        with raw_senders([switch_end]) as (sender,):
+            for frame in frames:
+                sender.send(frame)
+        assert sniff.wait(30) == 0, log.read_text()[-2000:]
+        answers = tx_packets(sensor_end, ns) - tx_before
+    finally:
+        if sniff.poll() is None:
+            sniff.kill()
+            sniff.wait()
+    doc = json.loads(summary.read_text())
+    assert doc["decoder"]["decoder.decapsulated_vxlan"] == len(frames) == 58
+    assert doc["modbus"]["transactions_by_status"] == {"ok": 24}
+    if firewall:
+        assert answers == 0  # dropped before the stack: no ICMP back to the switch
+    else:
+        assert answers > 0  # ICMP port unreachable (rate-limited) for the datagrams to 4789
