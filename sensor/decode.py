@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sensor.limits import DEFAULT_LIMITS, Limits
-from sensor.records import PROTO_TCP, PROTO_UDP, Frame, Packet
+from sensor.records import PROTO_TCP, PROTO_UDP, Frame, Packet, Tunnel, format_ip
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ MAX_IPV6_EXT_HEADERS = 8  # extension headers walked before the packet is declar
 MAX_FRAGMENTS_PER_TRAIN = 256  # keeps first-wins overlap clipping O(n) per fragment with small n
 MAX_IP_DATAGRAM = 65535  # RFC 791 / RFC 8200 (no jumbograms): largest reassembled payload
 MAX_TUNNEL_DEPTH = 4  # tunnels opened in one frame (GRE in VXLAN in ...) before it is declared invalid
+MAX_TUNNELS_KEPT = 4096  # tunnel records kept for reuse (spoofed outer addresses make new ones)
 
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
@@ -142,6 +143,7 @@ class Decoder:
         self._trains: dict[tuple[int, bytes, bytes, int, int], _FragmentTrain] = {}
         self._fragment_bytes = 0
         self._tunnel_depth = 0  # tunnels being opened now (nested decode calls)
+        self._tunnels: dict[tuple[str, bytes, bytes, int | None, int], Tunnel] = {}  # made once each
 
     # --- bookkeeping -------------------------------------------------------------------------------
 
@@ -198,7 +200,7 @@ class Decoder:
                             Packet,
                             (ts, 4, src, dst, PROTO_TCP, sport, dport, data[34 + doff : 14 + total_len],
                              wire_len, seq, ack, off_flags & 0xFF, window,
-                             data[54 : 34 + doff] if doff > 20 else b"", src_mac, dst_mac, ()),
+                             data[54 : 34 + doff] if doff > 20 else b"", src_mac, dst_mac, (), None),
                         )  # fmt: skip
             return self._decode(frame)
         except (struct.error, IndexError, ValueError):  # pragma: no cover - a bug, but never fatal
@@ -597,7 +599,7 @@ class Decoder:
                 Packet,
                 (ts, version, src, dst, PROTO_TCP, sport, dport, data[start + doff : end], wire_len,
                  seq, ack, off_flags & 0xFF, window, data[start + 20 : start + doff] if doff > 20 else b"",
-                 src_mac, dst_mac, vlans),
+                 src_mac, dst_mac, vlans, None),
             )  # fmt: skip
         if proto == PROTO_UDP:
             # RFC 768: ports | length (header + data) | checksum
@@ -612,7 +614,7 @@ class Decoder:
                 self._bad("decoder.udp_truncated")
                 return None
             if dport == VXLAN_PORT:
-                inner = self._vxlan(ts, data, start + 8, start + length)
+                inner = self._vxlan(ts, data, start + 8, start + length, src, dst)
                 if not isinstance(inner, _KeepOuter):
                     return inner
             return Packet(
@@ -620,12 +622,12 @@ class Decoder:
                 0, 0, 0, 0, b"", src_mac, dst_mac, vlans,
             )  # fmt: skip
         if proto == PROTO_GRE:
-            inner = self._gre(ts, data, start, end)
+            inner = self._gre(ts, data, start, end, src, dst)
             if not isinstance(inner, _KeepOuter):
                 return inner
         elif proto in (PROTO_IPV4_IN_IP, PROTO_IPV6_IN_IP):
             linktype = LINKTYPE_IPV4 if proto == PROTO_IPV4_IN_IP else LINKTYPE_IPV6
-            return self._inner(ts, "ip_in_ip", linktype, data[start:end])
+            return self._inner(ts, "ip_in_ip", linktype, data[start:end], (src, dst, None))
         return Packet(
             ts,
             version,
@@ -648,7 +650,9 @@ class Decoder:
 
     # --- tunnels -----------------------------------------------------------------------------------
 
-    def _gre(self, ts: float, data: bytes, start: int, end: int) -> Packet | _KeepOuter | None:
+    def _gre(
+        self, ts: float, data: bytes, start: int, end: int, src: bytes, dst: bytes
+    ) -> Packet | _KeepOuter | None:
         """RFC 2784 §2.1 with RFC 2890 §2 (key, sequence number)::
 
         |C|R|K|S| reserved0 | ver |   protocol type   |
@@ -659,7 +663,8 @@ class Decoder:
         ERSPAN follows as the GRE payload (draft-foschiano-erspan §4): type I is the mirrored
         Ethernet frame itself (no sequence number in GRE); type II an 8-byte header (version 1);
         type III a 12-byte header (version 2), 8 more with the O flag, then the frame when its frame
-        type is 0 (Ethernet).
+        type is 0 (Ethernet). The session id (10 bits, types II and III) names the mirroring session; the
+        GRE key, when present, names a plain GRE tunnel.
         """
         if end - start < 4:
             self._bad("decoder.gre_truncated")
@@ -673,19 +678,23 @@ class Decoder:
         if pos > end:
             self._bad("decoder.gre_truncated")
             return None
+        key = None
+        if flags & GRE_KEY:
+            key = _unpack_u32_be(data, start + (8 if flags & GRE_CHECKSUM else 4))[0]
         if protocol == ETH_IPV4:
-            return self._inner(ts, "gre", LINKTYPE_IPV4, data[pos:end])
+            return self._inner(ts, "gre", LINKTYPE_IPV4, data[pos:end], (src, dst, key))
         if protocol == ETH_IPV6:
-            return self._inner(ts, "gre", LINKTYPE_IPV6, data[pos:end])
+            return self._inner(ts, "gre", LINKTYPE_IPV6, data[pos:end], (src, dst, key))
         if protocol == GRE_TRANSPARENT_ETHERNET:
-            return self._inner(ts, "gre", LINKTYPE_ETHERNET, data[pos:end])
+            return self._inner(ts, "gre", LINKTYPE_ETHERNET, data[pos:end], (src, dst, key))
         if protocol == GRE_ERSPAN_II:
             if not flags & GRE_SEQUENCE:
-                return self._inner(ts, "erspan_i", LINKTYPE_ETHERNET, data[pos:end])
+                return self._inner(ts, "erspan_i", LINKTYPE_ETHERNET, data[pos:end], (src, dst, None))
             if end - pos < 8 or data[pos] >> 4 != 1:
                 self._bad("decoder.erspan_invalid")
                 return None
-            return self._inner(ts, "erspan_ii", LINKTYPE_ETHERNET, data[pos + 8 : end])
+            session = _unpack_eth_type(data, pos + 2)[0] & 0x3FF
+            return self._inner(ts, "erspan_ii", LINKTYPE_ETHERNET, data[pos + 8 : end], (src, dst, session))
         if protocol == GRE_ERSPAN_III:
             if end - pos < 12 or data[pos] >> 4 != 2:
                 self._bad("decoder.erspan_invalid")
@@ -694,33 +703,51 @@ class Decoder:
             if (data[pos + 10] >> 2) & 0x1F:  # frame type other than Ethernet (2: IP) is not defined
                 self.counters["decoder.gre_unsupported"] += 1
                 return _KEEP_OUTER
+            session = _unpack_eth_type(data, pos + 2)[0] & 0x3FF
             pos += 20 if last & ERSPAN_III_PLATFORM_SUBHEADER else 12
             if pos > end:
                 self._bad("decoder.erspan_invalid")
                 return None
-            return self._inner(ts, "erspan_iii", LINKTYPE_ETHERNET, data[pos:end])
+            return self._inner(ts, "erspan_iii", LINKTYPE_ETHERNET, data[pos:end], (src, dst, session))
         self.counters["decoder.gre_unsupported"] += 1
         return _KEEP_OUTER
 
-    def _vxlan(self, ts: float, data: bytes, start: int, end: int) -> Packet | _KeepOuter | None:
+    def _vxlan(
+        self, ts: float, data: bytes, start: int, end: int, src: bytes, dst: bytes
+    ) -> Packet | _KeepOuter | None:
         """RFC 7348 §5: flags (I = 0x08) | reserved (3B) | VNI (3B) | reserved, then an Ethernet frame.
         A datagram to port 4789 without that header stays a UDP packet: the port may serve another use."""
         if end - start < 8 or not data[start] & VXLAN_VALID_VNI:
             self.counters["decoder.vxlan_unsupported"] += 1
             return _KEEP_OUTER
-        return self._inner(ts, "vxlan", LINKTYPE_ETHERNET, data[start + 8 : end])
+        vni = _unpack_u32_be(data, start + 4)[0] >> 8
+        return self._inner(ts, "vxlan", LINKTYPE_ETHERNET, data[start + 8 : end], (src, dst, vni))
 
-    def _inner(self, ts: float, kind: str, linktype: int, inner: bytes) -> Packet | None:
-        """Decode a tunnel's payload as a frame of its own (its length on the wire is its length)."""
+    def _inner(
+        self, ts: float, kind: str, linktype: int, inner: bytes, ends: tuple[bytes, bytes, int | None]
+    ) -> Packet | None:
+        """Decode a tunnel's payload as a frame of its own (its length on the wire is its length); the
+        packet keeps the outermost tunnel (``ends``: its source, destination and session id)."""
         if self._tunnel_depth >= MAX_TUNNEL_DEPTH:
             self._bad("decoder.tunnel_depth")
             return None
         self.counters[f"decoder.decapsulated_{kind}"] += 1
         self._tunnel_depth += 1
         try:
-            return self.decode(Frame(ts, linktype, inner, len(inner)))
+            packet = self.decode(Frame(ts, linktype, inner, len(inner)))
         finally:
             self._tunnel_depth -= 1
+        if packet is None:
+            return None
+        depth = packet.tunnel.depth + 1 if packet.tunnel is not None else 1
+        key = (kind, *ends, depth)
+        tunnel = self._tunnels.get(key)
+        if tunnel is None:  # a mirroring session sends every packet: its record is made once
+            if len(self._tunnels) >= MAX_TUNNELS_KEPT:
+                self._tunnels.clear()
+            src, dst, session = ends
+            tunnel = self._tunnels[key] = Tunnel(kind, format_ip(src), format_ip(dst), depth, session)
+        return packet._replace(tunnel=tunnel)
 
 
 class _KeepOuter:

@@ -42,6 +42,17 @@ TCP_PSH = 0x08
 TCP_ACK = 0x10
 
 
+class Tunnel(NamedTuple):
+    """The outermost tunnel a packet came through (sensor/decode.py opens them): a remote mirroring
+    session (ERSPAN), an overlay (VXLAN) or a GRE or IP-in-IP link, from ``src_ip`` to ``dest_ip``."""
+
+    kind: str  # "gre", "erspan_i", "erspan_ii", "erspan_iii", "vxlan" or "ip_in_ip"
+    src_ip: str  # the tunnel's ends: for remote SPAN, the mirroring switch and the sensor
+    dest_ip: str
+    depth: int  # tunnels opened to reach the packet, 1 for one
+    session: int | None = None  # ERSPAN session id, VXLAN VNI or GRE key, when the header has one
+
+
 class Packet(NamedTuple):
     """A decoded IP packet with its transport header (TCP/UDP) split off.
 
@@ -66,6 +77,7 @@ class Packet(NamedTuple):
     src_mac: bytes = b""  # empty when the link layer has no MAC (raw IP, loopback)
     dst_mac: bytes = b""
     vlans: tuple[int, ...] = ()  # outermost first
+    tunnel: Tunnel | None = None  # the outermost tunnel the packet came through, if any
 
 
 def format_ip(packed: bytes) -> str:
@@ -98,6 +110,7 @@ class FlowRef:
     client_mac: str = ""
     server_mac: str = ""
     vlans: tuple[int, ...] = ()
+    tunnel: Tunnel | None = None  # the tunnel its first packet came through (remote SPAN: the session)
 
     def endpoints(self, to_server: bool) -> tuple[str, int, str, int]:
         """(src_ip, src_port, dest_ip, dest_port) of a record travelling in the given direction."""

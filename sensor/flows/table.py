@@ -171,7 +171,7 @@ class FlowTable:
     def track(self, pkt: Packet) -> list[FlowOutput]:
         """Account one packet to its flow; return what it produced, in order."""
         (ts, version, src, dst, proto, sport, dport, payload, wire_len, seq, ack, flags, window,
-         _options, _src_mac, _dst_mac, _vlans) = pkt  # fmt: skip
+         _options, _src_mac, _dst_mac, _vlans, _tunnel) = pkt  # fmt: skip
         if src < dst or (src == dst and sport <= dport):
             key = (version, proto, src, sport, dst, dport)
         else:
@@ -331,6 +331,7 @@ class FlowTable:
             client_mac=format_mac(client_mac) if client_mac else "",
             server_mac=format_mac(server_mac) if server_mac else "",
             vlans=pkt.vlans,
+            tunnel=pkt.tunnel,
         )
         flow = Flow(key, ref, client, cport, pkt.ts)
         if proto == PROTO_TCP:

@@ -42,6 +42,12 @@ def eve_record(event: AppEvent) -> dict[str, Any]:
         rec["proto"] = _PROTO_NAMES.get(flow.transport, flow.transport.upper())
         if flow.vlans:
             rec["vlan"] = list(flow.vlans)
+        if flow.tunnel is not None:  # remote SPAN: the session (switch, sensor, id) that carried it
+            tunnel = flow.tunnel
+            rec["tunnel"] = {"type": tunnel.kind, "src_ip": tunnel.src_ip, "dest_ip": tunnel.dest_ip,
+                             "depth": tunnel.depth}  # fmt: skip
+            if tunnel.session is not None:
+                rec["tunnel"]["session"] = tunnel.session
     if event.app_proto:
         rec["app_proto"] = event.app_proto
     rec.update(event.eve_body())

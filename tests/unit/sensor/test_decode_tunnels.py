@@ -8,6 +8,7 @@ replay and tshark (which opens the same tunnels) against the unwrapped capture.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections import Counter
@@ -24,8 +25,8 @@ from scapy.packet import Packet as ScapyPacket
 from scapy.utils import rdpcap, wrpcap
 from zw_paths import PCAPS
 
-from sensor.decode import MAX_TUNNEL_DEPTH, Decoder
-from sensor.records import Frame, Packet
+from sensor.decode import MAX_TUNNEL_DEPTH, MAX_TUNNELS_KEPT, Decoder
+from sensor.records import Frame, Packet, Tunnel
 from sensor.runtime import SensorConfig, replay
 
 MODBUS_REQUEST = bytes.fromhex("000100000006010300000002")
@@ -67,56 +68,66 @@ def decode_alone(frame: ScapyPacket, linktype: int = 1) -> Packet:
 INNER = mirrored_frame()
 ERSPAN_III_IP_FRAME = 2  # frame type 2 (IP) of ERSPAN type III, which no one defines the layout of
 
-# name -> (tunnelled frame, counter of the tunnel opened, what the inner frame decodes to alone)
-TUNNELS: dict[str, tuple[ScapyPacket, str, ScapyPacket, int]] = {
-    "gre_ipv4": (outer(GRE(proto=0x0800) / INNER[IP]), "decoder.decapsulated_gre", INNER[IP], 228),
-    "gre_ethernet": (outer(GRE(proto=0x6558) / INNER), "decoder.decapsulated_gre", INNER, 1),
+
+def tunnel(kind: str, session: int | None = None, ends: tuple[str, str] = (SWITCH, SENSOR)) -> Tunnel:
+    return Tunnel(kind, *ends, 1, session)
+
+
+# name -> (tunnelled frame, the tunnel its packet must name, the inner frame alone and its link type)
+TUNNELS: dict[str, tuple[ScapyPacket, Tunnel, ScapyPacket, int]] = {
+    "gre_ipv4": (outer(GRE(proto=0x0800) / INNER[IP]), tunnel("gre"), INNER[IP], 228),
+    "gre_ethernet": (outer(GRE(proto=0x6558) / INNER), tunnel("gre"), INNER, 1),
     "gre_all_optional_fields": (
         outer(
             GRE(chksum_present=1, key_present=1, seqnum_present=1, key=9, sequence_number=3, proto=0x6558)
             / INNER
         ),
-        "decoder.decapsulated_gre",
+        tunnel("gre", session=9),  # the GRE key
         INNER,
         1,
     ),
-    "erspan_i": (outer(GRE(proto=0x88BE) / INNER), "decoder.decapsulated_erspan_i", INNER, 1),
+    "erspan_i": (outer(GRE(proto=0x88BE) / INNER), tunnel("erspan_i"), INNER, 1),
     "erspan_ii": (
         outer(GRE(seqnum_present=1, sequence_number=5, proto=0x88BE) / ERSPAN_II(session_id=7) / INNER),
-        "decoder.decapsulated_erspan_ii",
+        tunnel("erspan_ii", session=7),
         INNER,
         1,
     ),
     "erspan_iii": (
-        outer(GRE(seqnum_present=1, proto=0x22EB) / ERSPAN_III(session_id=7, o=0) / INNER),
-        "decoder.decapsulated_erspan_iii",
+        outer(GRE(seqnum_present=1, proto=0x22EB) / ERSPAN_III(session_id=1023, o=0) / INNER),
+        tunnel("erspan_iii", session=1023),
         INNER,
         1,
     ),
     "erspan_iii_platform_subheader": (
-        outer(GRE(seqnum_present=1, proto=0x22EB) / ERSPAN_III(o=1) / ERSPAN_PlatformSpecific() / INNER),
-        "decoder.decapsulated_erspan_iii",
+        outer(
+            GRE(seqnum_present=1, proto=0x22EB)
+            / ERSPAN_III(session_id=3, o=1)
+            / ERSPAN_PlatformSpecific()
+            / INNER
+        ),
+        tunnel("erspan_iii", session=3),
         INNER,
         1,
     ),
     "vxlan": (
-        link() / IP(src=SWITCH, dst=SENSOR) / UDP(sport=50000, dport=4789) / VXLAN(vni=42) / INNER,
-        "decoder.decapsulated_vxlan",
+        link() / IP(src=SWITCH, dst=SENSOR) / UDP(sport=50000, dport=4789) / VXLAN(vni=0xABCDEF) / INNER,
+        tunnel("vxlan", session=0xABCDEF),
         INNER,
         1,
     ),
     "gre_over_ipv6": (
         link() / IPv6(src="2001:db8::1", dst="2001:db8::2", nh=47) / GRE(proto=0x6558) / INNER,
-        "decoder.decapsulated_gre",
+        tunnel("gre", ends=("2001:db8::1", "2001:db8::2")),
         INNER,
         1,
     ),
-    "ipv4_in_ipv4": (outer(INNER[IP], proto=4), "decoder.decapsulated_ip_in_ip", INNER[IP], 228),
+    "ipv4_in_ipv4": (outer(INNER[IP], proto=4), tunnel("ip_in_ip"), INNER[IP], 228),
     "ipv6_in_ipv4": (
         outer(
             IPv6(src="fd00::1", dst="fd00::2") / TCP(sport=40000, dport=502, flags="PA") / MODBUS_REQUEST, 41
         ),
-        "decoder.decapsulated_ip_in_ip",
+        tunnel("ip_in_ip"),
         IPv6(src="fd00::1", dst="fd00::2") / TCP(sport=40000, dport=502, flags="PA") / MODBUS_REQUEST,
         229,
     ),
@@ -125,21 +136,23 @@ TUNNELS: dict[str, tuple[ScapyPacket, str, ScapyPacket, int]] = {
 
 @pytest.mark.parametrize("name", sorted(TUNNELS))
 def test_tunnel_gives_the_inner_packet_as_if_captured_alone(name: str) -> None:
-    tunnelled, counter, inner, linktype = TUNNELS[name]
+    tunnelled, expected_tunnel, inner, linktype = TUNNELS[name]
     expected = decode_alone(inner, linktype)
+    assert expected.tunnel is None
     for frame in (bytes(tunnelled), bytes(tunnelled) + b"\x00" * 12):  # whole, then with Ethernet padding
         packet, decoder = decode(frame)
-        assert packet == expected._replace(ts=2.5)
-        assert decoder.counters[counter] == 1
+        assert packet == expected._replace(ts=2.5, tunnel=expected_tunnel)
+        assert decoder.counters[f"decoder.decapsulated_{expected_tunnel.kind}"] == 1
         assert decoder.invalid == 0
 
 
 def test_tunnels_nest_up_to_the_depth_limit_and_no_further() -> None:
     frame: ScapyPacket = INNER
-    for _ in range(MAX_TUNNEL_DEPTH):
-        frame = link() / IP(src=SWITCH, dst=SENSOR) / UDP(dport=4789) / VXLAN(vni=1) / frame
+    for depth in range(MAX_TUNNEL_DEPTH):
+        frame = link() / IP(src=SWITCH, dst=SENSOR) / UDP(dport=4789) / VXLAN(vni=depth) / frame
     packet, decoder = decode(bytes(frame))
-    assert packet == decode_alone(INNER)._replace(ts=2.5)
+    outermost = Tunnel("vxlan", SWITCH, SENSOR, MAX_TUNNEL_DEPTH, MAX_TUNNEL_DEPTH - 1)
+    assert packet == decode_alone(INNER)._replace(ts=2.5, tunnel=outermost)
     assert decoder.counters["decoder.decapsulated_vxlan"] == MAX_TUNNEL_DEPTH
 
     packet, decoder = decode(bytes(outer(GRE(proto=0x6558) / frame)))
@@ -219,12 +232,15 @@ def test_a_datagram_to_4789_without_a_vxlan_header_stays_udp() -> None:
 # --- end to end: a real capture, remotely mirrored -----------------------------------------------
 
 WRAPPERS: dict[str, Any] = {  # (index, frame) -> the frame as the remote switch sends it to the sensor
-    "erspan_ii": lambda i, f: outer(GRE(seqnum_present=1, sequence_number=i, proto=0x88BE) / ERSPAN_II() / f),
+    "erspan_ii": lambda i, f: outer(
+        GRE(seqnum_present=1, sequence_number=i, proto=0x88BE) / ERSPAN_II(session_id=11) / f
+    ),
     "erspan_iii": lambda i, f: outer(
-        GRE(seqnum_present=1, sequence_number=i, proto=0x22EB) / ERSPAN_III() / f
+        GRE(seqnum_present=1, sequence_number=i, proto=0x22EB) / ERSPAN_III(session_id=12) / f
     ),
     "vxlan": lambda i, f: outer(UDP(sport=49152 + i % 1000, dport=4789) / VXLAN(vni=7) / f, proto=17),
 }
+SESSIONS = {"erspan_ii": 11, "erspan_iii": 12, "vxlan": 7}  # the session id / VNI each wrapper writes
 
 
 def tshark_function_codes(path: Path) -> Counter[str]:
@@ -251,7 +267,8 @@ def test_real_modbus_capture_mirrored_through_a_tunnel_reads_as_the_original(
     wrpcap(str(wrapped), tunnelled)
 
     expected, _ = replay([original], SensorConfig())
-    summary, reports = replay([wrapped], SensorConfig())
+    eve = tmp_path / "eve.json"
+    summary, reports = replay([wrapped], SensorConfig(eve_path=eve))
     assert reports[0].error is None
     assert summary["modbus"] == expected["modbus"]
     assert summary["modbus"]["transactions"] > 0
@@ -264,7 +281,25 @@ def test_real_modbus_capture_mirrored_through_a_tunnel_reads_as_the_original(
         expected["edges"],
         expected["roles"],
     )
+    # every record names the mirroring session that carried it
+    records = [json.loads(line) for line in eve.read_text().splitlines()]
+    modbus = [r for r in records if r["event_type"] == "modbus"]
+    assert len(modbus) == summary["modbus"]["transactions"]
+    session = {"type": tunnel, "src_ip": SWITCH, "dest_ip": SENSOR, "depth": 1, "session": SESSIONS[tunnel]}
+    assert all(r["tunnel"] == session for r in records if "flow_id" in r)
 
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (make test installs it): the oracle half was not checked")
     assert tshark_function_codes(wrapped) == tshark_function_codes(original)
+
+
+def test_tunnel_records_kept_for_reuse_are_bounded() -> None:
+    """Spoofed outer addresses each make a new tunnel record; the decoder keeps a bounded number."""
+    decoder = Decoder()
+    inner = bytes(GRE(proto=0x6558) / INNER)
+    for i in range(MAX_TUNNELS_KEPT + 100):
+        source = f"198.51.{i >> 8 & 0xFF}.{i & 0xFF}"
+        frame = bytes(link() / IP(src=source, dst=SENSOR, proto=47) / inner)
+        packet = decoder.decode(Frame(2.5, 1, frame, len(frame)))
+        assert packet is not None and packet.tunnel == Tunnel("gre", source, SENSOR, 1, None)
+    assert len(decoder._tunnels) <= MAX_TUNNELS_KEPT
