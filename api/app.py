@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from importlib import metadata
 from typing import Any, Protocol
@@ -279,6 +280,7 @@ def create_app(settings: Settings, sensor: SensorHandle | None = None) -> FastAP
     )
     app.state.settings = settings
     app.state.sensor = sensor
+    app.state.graph_reads = threading.BoundedSemaphore(max(1, settings.concurrent_graph_reads))
     app.state.zone_lookup = ZoneLookup()
     app.state.auth_limiter = FailedAuthLimiter(
         settings.auth_failures_allowed, settings.auth_failure_window_seconds, settings.auth_tracked_clients

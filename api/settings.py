@@ -46,6 +46,9 @@ class Settings:
     auth_tracked_clients: int = 10_000
     # EST (RFC 7030 §3.2.2): the profile used by /.well-known/est/simpleenroll without a label.
     est_default_profile: str = "tls-client"
+    # Requests reading the whole graph at once (/graph, /graph.graphml, /graph/paths: seconds of CPU on a
+    # graph a scanner inflated, in the process that also runs the sensor); more get 503 + Retry-After.
+    concurrent_graph_reads: int = 2
     # Server-sent events: how often the alert stream looks for new rows, and the longest a stream lasts.
     sse_poll_seconds: float = 1.0
     sse_max_seconds: float = 3600.0

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import threading
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request, Response
@@ -158,7 +161,34 @@ def _with_policy_status(edges: list[dict[str, Any]], settings: Settings) -> list
     return resolve_policy_status(edges, settings.policy_path is not None)
 
 
+GRAPH_RETRY_SECONDS = 2
+
+
+@contextlib.contextmanager
+def _whole_graph_read(request: Request) -> Iterator[None]:
+    """At most ``Settings.concurrent_graph_reads`` requests read the whole graph at once: on a graph a
+    scanner inflated each takes seconds of CPU, in the process that also runs the sensor, and more
+    would starve it. The others get 503 with Retry-After rather than queue up."""
+    reads: threading.BoundedSemaphore = request.app.state.graph_reads
+    if not reads.acquire(blocking=False):
+        raise ApiError(
+            503,
+            "graph_busy",
+            "other requests are reading the whole communication graph; retry shortly",
+            headers={"Retry-After": str(GRAPH_RETRY_SECONDS)},
+        )
+    try:
+        yield
+    finally:
+        reads.release()
+
+
 def _graph(request: Request, store: Any, settings: Settings, params: GraphQuery, fmt: str) -> bytes:
+    with _whole_graph_read(request):
+        return _export(request, store, settings, params, fmt)
+
+
+def _export(request: Request, store: Any, settings: Settings, params: GraphQuery, fmt: str) -> bytes:
     from sensor.assets.export import export_graph
     from sensor.assets.graph import CommunicationGraph
 
@@ -185,7 +215,9 @@ def _graph(request: Request, store: Any, settings: Settings, params: GraphQuery,
 
 
 @router.get(
-    "/graph", summary="the communication graph, node-link JSON (networkx)", **guarded(Permission.READ, 422)
+    "/graph",
+    summary="the communication graph, node-link JSON (networkx)",
+    **guarded(Permission.READ, 422, 503),
 )
 def graph_json(
     request: Request, store: SensorStore, settings: AppSettings, params: Annotated[GraphQuery, Query()]
@@ -197,7 +229,7 @@ def graph_json(
     "/graph/paths",
     summary="who can reach an asset: chains of observed connections, hop by hop, with policy marks",
     response_model=PathsAnswer,
-    **guarded(Permission.READ, 404),
+    **guarded(Permission.READ, 404, 503),
 )
 def graph_paths(
     request: Request, store: SensorStore, settings: AppSettings, params: Annotated[PathQuery, Query()]
@@ -209,16 +241,17 @@ def graph_paths(
     from sensor.assets.reach import UnknownAsset, paths_document
 
     try:
-        return paths_document(
-            store,
-            str(params.source),
-            str(params.target),
-            max_hops=params.max_hops,
-            directed=params.directed,
-            limit=params.limit,
-            zone_of=_zone_of(request, settings),
-            policy_configured=settings.policy_path is not None,
-        )
+        with _whole_graph_read(request):
+            return paths_document(
+                store,
+                str(params.source),
+                str(params.target),
+                max_hops=params.max_hops,
+                directed=params.directed,
+                limit=params.limit,
+                zone_of=_zone_of(request, settings),
+                policy_configured=settings.policy_path is not None,
+            )
     except UnknownAsset as error:
         raise ApiError(404, "not_found", f"no such asset: {error.end} {error.ip}") from None
 
@@ -230,6 +263,7 @@ def graph_paths(
     **guarded(
         Permission.READ,
         422,
+        503,
         responses={
             200: {
                 "content": {"application/graphml+xml": {"schema": {"type": "string"}}},

@@ -187,6 +187,33 @@ def test_paths_need_a_token(plant: Callable[[bool], ApiEnv]) -> None:
     assert bad.status_code == 401
 
 
+def test_whole_graph_reads_beyond_the_limit_are_503_with_retry_after(plant: Callable[[bool], ApiEnv]) -> None:
+    """Each of these reads the whole graph (seconds of CPU on one a scanner inflated, in the process that
+    also runs the sensor): past ``concurrent_graph_reads`` at once they are refused, not queued."""
+    env = plant(True)
+    reads = env.app.state.graph_reads
+    held = 0
+    while reads.acquire(blocking=False):  # every permit taken, as running requests would hold them
+        held += 1
+    assert held == env.settings.concurrent_graph_reads == 2
+    routes = {
+        PATHS: {"source": JUMP_HOST, "target": SAFETY_PLC},
+        "/api/v1/graph": {},
+        "/api/v1/graph.graphml": {},
+    }
+    try:
+        for route, params in routes.items():
+            r = env.client.get(route, headers=env.auth("viewer"), params=params)
+            assert r.status_code == 503, (route, r.text)
+            assert r.headers["Retry-After"] == "2" and r.json()["error"]["code"] == "graph_busy"
+    finally:
+        for _ in range(held):
+            reads.release()
+    for route, params in routes.items():  # and each gave its permit back
+        assert env.client.get(route, headers=env.auth("viewer"), params=params).status_code == 200
+    assert reads.acquire(blocking=False) and reads.acquire(blocking=False)
+
+
 def test_the_cli_prints_the_same_document(
     plant: Callable[[bool], ApiEnv], capsys: pytest.CaptureFixture[str]
 ) -> None:
