@@ -22,7 +22,6 @@ Where each answer comes from:
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import os
@@ -314,7 +313,7 @@ def compliance_report(request: Request, settings: AppSettings, store: SensorStor
     **guarded(Permission.POLICY_WRITE, 409, 503),
 )
 def learn_policy(request: Request, body: LearnRequest) -> LearnedPolicy:
-    from policy.learn import render_policy
+    from policy.learn import TrafficCollector, render_policy
 
     set_audit(request, "policy.learn", "policy:proposal", f"site={body.site}")
     handle = request.app.state.sensor
@@ -329,8 +328,9 @@ def learn_policy(request: Request, body: LearnRequest) -> LearnedPolicy:
         if not collector.pairs:
             raise ApiError(409, "nothing_observed", "the sensor has not seen any traffic a policy judges yet")
         # copy what was observed and let the sensor go on: zone proposal (graph communities) is the
-        # slow part and must not hold up packet processing
-        observed = copy.deepcopy(collector)
+        # slow part and must not hold up packet processing, and the copy is made quickest as bytes
+        frozen = collector.freeze()
+    observed = TrafficCollector.thaw(frozen)
     text = render_policy(observed, sources, body.site)
     return LearnedPolicy(
         yaml=text, sources=sources, hosts=len(observed.hosts), host_pairs=len(observed.pairs)

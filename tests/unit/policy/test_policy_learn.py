@@ -152,3 +152,29 @@ def test_learn_and_check_commands(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert next(iter(report["conduits"].values()))["denied"] == {"modbus:write_single_register": 1}
     assert main(["policy", "check", "--policy", str(policy_path), str(merged)]) == 1
     assert "DENIED" in capsys.readouterr().out
+
+
+def test_a_frozen_collector_thaws_into_the_same_proposal() -> None:
+    """The API copies a running sensor's observations as bytes (freeze) and proposes from the copy
+    (thaw) once the sensor has gone on: the copy must propose what the original does, keep no link to it,
+    and leave the original's flow lookup in place."""
+    from policy.learn import TrafficCollector, render_policy
+    from sensor.runtime import Sensor, SensorConfig
+
+    def lookup(flow: object) -> None:
+        return None
+
+    collector = TrafficCollector(lookup)
+    sensor = Sensor(SensorConfig(), extra_sinks=[collector])
+    captures = [PCAPS / "modbus-pymodbus-writes-exceptions.pcap", PCAPS / "opcua-asyncua-none.pcap"]
+    for path in captures:
+        sensor.replay_file(path)
+    sensor.finish(captures)
+    frozen = collector.freeze()
+    assert collector.flow_protocol is lookup
+    copy = TrafficCollector.thaw(frozen)
+    assert copy.flow_protocol is None and copy.pairs and copy.pairs is not collector.pairs
+    sources = [str(p) for p in captures]
+    assert render_policy(copy, sources, "plant") == render_policy(collector, sources, "plant")
+    copy.pairs.clear()  # a deep copy: the original keeps what it observed
+    assert collector.pairs
