@@ -24,7 +24,9 @@ Tunnels are opened, so that a sensor fed by remote mirroring sees the mirrored t
 from the switch to itself: GRE (RFC 2784, key and sequence number of RFC 2890) carrying IPv4, IPv6,
 Ethernet (transparent bridging, 0x6558) or ERSPAN type I, II (0x88be) and III (0x22eb); VXLAN (RFC 7348,
 UDP port 4789); IPv4 and IPv6 in IP (protocols 4 and 41). The packet returned is the innermost one, as
-if captured without the tunnel; ``decoder.decapsulated_<kind>`` counts them. At most ``MAX_TUNNEL_DEPTH``
+if captured without the tunnel, and names the outermost tunnel in ``Packet.tunnel`` (its type, ends and
+ERSPAN session, VXLAN VNI or GRE key: for remote SPAN, which session mirrored it);
+``decoder.decapsulated_<kind>`` counts them. At most ``MAX_TUNNEL_DEPTH``
 tunnels are opened in one frame. GRE of another version or payload type stays an outer packet
 (``decoder.gre_unsupported``), as any other IP protocol does, and so does a datagram to port 4789
 without a VXLAN header (``decoder.vxlan_unsupported``).

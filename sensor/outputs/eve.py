@@ -2,8 +2,8 @@
 
 The envelope follows Suricata's EVE format so existing SIEM pipelines ingest zonewarden's records
 unchanged: ``timestamp``, ``event_type``, ``flow_id``, ``community_id``, ``src_ip``, ``src_port``,
-``dest_ip``, ``dest_port``, ``proto``, ``app_proto``; the event adds its own body
-(``AppEvent.eve_body``) under a key named after its type.
+``dest_ip``, ``dest_port``, ``proto``, ``app_proto`` (with ``vlan`` and ``tunnel`` when its flow has
+them); the event adds its own body (``AppEvent.eve_body``) under a key named after its type.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def eve_record(event: AppEvent) -> dict[str, Any]:
         rec["proto"] = _PROTO_NAMES.get(flow.transport, flow.transport.upper())
         if flow.vlans:
             rec["vlan"] = list(flow.vlans)
-        if flow.tunnel is not None:  # remote SPAN: the session (switch, sensor, id) that carried it
-            tunnel = flow.tunnel
+        tunnel = flow.tunnel
+        if tunnel is not None:  # remote SPAN: the session (switch, sensor, id) that carried it
             rec["tunnel"] = {"type": tunnel.kind, "src_ip": tunnel.src_ip, "dest_ip": tunnel.dest_ip,
                              "depth": tunnel.depth}  # fmt: skip
             if tunnel.session is not None:
