@@ -14,6 +14,7 @@ class Limits:
     # capture
     max_record_bytes: int = 256 * 1024  # a pcap/pcapng record larger than this is corrupt
     capture_queue_frames: int = 65536  # live capture: frames buffered between capture and pipeline
+    capture_queue_bytes: int = 256 * 1024 * 1024  # and their bytes (a frame may be 64 KiB: GRO, jumbo)
 
     # IP fragments (Suricata's defrag memcap is 32 MiB)
     max_fragment_trains: int = 4096

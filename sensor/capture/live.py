@@ -5,7 +5,9 @@ One capture thread per interface reads raw frames from a Linux ``AF_PACKET`` soc
 scapy's ``L2ListenSocket`` (bytes only: no per-packet scapy dissection) and pushes them into the one
 bounded queue all threads share; the pipeline drains it through :meth:`LiveSource.frames`. When the
 pipeline falls behind, the newest frame is dropped and counted in ``queue_drops``: capture never
-blocks on the pipeline, so the kernel rings keep draining and the sensor's memory stays bounded.
+blocks on the pipeline, so the kernel rings keep draining and the sensor's memory stays bounded, by
+frames (``Limits.capture_queue_frames``) and by bytes (``Limits.capture_queue_bytes``: a frame the kernel
+hands over can be 64 KiB).
 
 Several interfaces are for a passive TAP, whose two monitor ports each carry one direction of every
 conversation (A->B on one, B->A on the other), or for SPAN sessions of several switches: one sensor
@@ -124,6 +126,10 @@ class LiveSource(Source):
         self.linktype: int | None = None  # the first interface's
         self._counters = tuple(CaptureCounters() for _ in unique)  # each written by one thread only
         self._queue: queue.Queue[Frame] = queue.Queue(maxsize=max(1, limits.capture_queue_frames))
+        # Bytes queued (or waiting to be put in order) = sum(put) - taken: each thread adds only to its
+        # own slot and the consumer only to ``_bytes_taken``, so no count is written by two threads.
+        self._bytes_put = [0] * len(unique)
+        self._bytes_taken = 0
         self._stopping = threading.Event()
         self._finished = tuple(threading.Event() for _ in unique)
         self._threads: list[threading.Thread] = []
@@ -226,10 +232,13 @@ class LiveSource(Source):
             get = self._queue.get
             while True:
                 try:
-                    yield get(timeout=RECEIVE_TIMEOUT)
+                    frame = get(timeout=RECEIVE_TIMEOUT)
                 except queue.Empty:
                     if self._done():
                         break
+                    continue
+                self._bytes_taken += len(frame.data)
+                yield frame
         else:
             yield from self._in_time_order()
         if self._error is not None:
@@ -250,7 +259,7 @@ class LiveSource(Source):
                 frame = get(timeout=RECEIVE_TIMEOUT)
             except queue.Empty:
                 while waiting:
-                    yield heapq.heappop(waiting)[2]
+                    yield self._taken(heapq.heappop(waiting)[2])
                 if self._done():
                     return
                 continue
@@ -258,7 +267,13 @@ class LiveSource(Source):
             heapq.heappush(waiting, (frame.ts, arrival, frame))
             newest = max(newest, frame.ts)
             while waiting and (waiting[0][0] <= newest - REORDER_WINDOW or len(waiting) > REORDER_MAX_FRAMES):
-                yield heapq.heappop(waiting)[2]
+                yield self._taken(heapq.heappop(waiting)[2])
+
+    def _taken(self, frame: Frame) -> Frame:
+        """A frame leaves for the pipeline: its bytes no longer count against ``capture_queue_bytes`` (a
+        frame waiting to be put in order still does)."""
+        self._bytes_taken += len(frame.data)
+        return frame
 
     def close(self) -> None:
         """Stop capturing and wait for the capture threads (each closes its socket)."""
@@ -273,6 +288,7 @@ class LiveSource(Source):
         name = self.interfaces[index]
         counters = self._counters[index]
         put = self._queue.put_nowait
+        bytes_put, max_bytes = self._bytes_put, self.limits.capture_queue_bytes
         recv_raw = sock.recv_raw
         snaplen = self.snaplen
         stopping = self._stopping
@@ -288,12 +304,18 @@ class LiveSource(Source):
                         self._fail(f"{name}: capture failed: {_one_line(exc)}")
                     break
                 if data is not None:
+                    size = len(data)
                     counters.packets += 1
-                    counters.bytes += len(data)
-                    try:
-                        put(Frame(ts if ts is not None else time.time(), linktype, data, len(data), index))
-                    except queue.Full:
+                    counters.bytes += size
+                    if sum(bytes_put) - self._bytes_taken + size > max_bytes:
                         counters.queue_drops += 1
+                    else:
+                        bytes_put[index] += size  # before the put: the consumer may take it at once
+                        try:
+                            put(Frame(ts if ts is not None else time.time(), linktype, data, size, index))
+                        except queue.Full:
+                            bytes_put[index] -= size
+                            counters.queue_drops += 1
                 now = time.monotonic()
                 if now >= next_stats:
                     self._read_kernel_drops(sock, counters)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from zw_veth import veth_pair
+from zw_wait import wait_for
 
 from sensor.capture import live as live_module
 from sensor.capture.live import LiveSource
@@ -124,6 +125,34 @@ def test_live_full_queue_drops_and_never_blocks(veth: tuple[str, str]) -> None:
     source.close()
     assert [f.data for f in got] == sent[:4]
     assert _tx_packets(capture_end) == tx_before
+
+
+def test_live_queue_is_bounded_by_bytes_too(veth: tuple[str, str]) -> None:
+    """Few frames, large ones (a kernel hands over up to 64 KiB with GRO): the byte cap drops first."""
+    capture_end, send_end = veth
+    sent = [_frame(502, i) + b"\x00" * 1000 for i in range(20)]  # padding after the IP datagram
+    size = len(sent[0])
+    source = LiveSource(capture_end, limits=Limits(capture_queue_frames=1000, capture_queue_bytes=5 * size))
+    source.start()
+    _send(send_end, sent)
+    wait_for(lambda: source.counters.packets >= len(sent), timeout=10)
+    assert source.counters.queue_drops == len(sent) - 5
+    source.stop()
+    got = list(source.frames())
+    source.close()
+    assert [f.data for f in got] == sent[:5]
+    assert source._bytes_put == [5 * size] and source._bytes_taken == 5 * size  # all handed over
+
+
+def test_frames_waiting_to_be_ordered_still_count_against_the_byte_cap() -> None:
+    frames = [Frame(10.0 + i / 1000, 1, b"x" * 100, 100, i % 2) for i in range(4)]
+    source = _queued(frames, ["a", "b"])
+    source._bytes_put = [200, 200]  # as the two capture threads counted them when they queued them
+    out = source.frames()
+    first = next(out)  # all four were taken off the queue (none is 50 ms older than the newest)...
+    assert first == frames[0] and source._queue.empty()
+    assert source._bytes_taken == 100  # ...but only the one handed over stopped counting
+    assert list(out) == frames[1:] and source._bytes_taken == 400
 
 
 def test_live_unknown_interface_is_a_capture_error() -> None:
