@@ -95,7 +95,7 @@ def paths_document(
     if snapshot:
         conn.execute("BEGIN")
     try:
-        graph = store.graph()
+        graph = store.topology()  # the search needs the shape; each hop's edges are read below
         for end, ip in (("source", source), ("target", target)):
             if ip not in graph:
                 raise UnknownAsset(end, ip)

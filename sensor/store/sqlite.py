@@ -743,8 +743,19 @@ class Store:
 
     def graph(self) -> CommunicationGraph:
         """The saved communication graph (every asset a node, every edge with its statistics)."""
+        return self._graph_of(self.load_edges())
+
+    def topology(self) -> CommunicationGraph:
+        """The saved graph's shape alone: the same nodes and edges as :meth:`graph`, without the
+        statistics and operations it parses (a path search needs none: less than half the cost)."""
+        rows = self.conn.execute(
+            "SELECT client_ip, server_ip, protocol, port, transport, first_seen, last_seen FROM edges"
+        )
+        return self._graph_of([EdgeStats(*row) for row in rows])
+
+    def _graph_of(self, edges: list[EdgeStats]) -> CommunicationGraph:
         g = CommunicationGraph(max_edges=0)
-        g.load(self.load_edges())
+        g.load(edges)
         for (ip,) in self.conn.execute("SELECT ip FROM assets"):
             g.add_node(ip)
         return g

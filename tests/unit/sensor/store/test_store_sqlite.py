@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from zw_paths import PCAPS
+from zw_reach import plant_captures
 
 from sensor.errors import UserError
 from sensor.records import Alert, FlowRef
@@ -183,3 +184,20 @@ def test_store_asset_filters(tmp_path: Path) -> None:
     g = store.graph()
     assert g.neighbours("127.0.0.1") == {"127.0.0.1"}
     store.close()
+
+
+def test_store_topology_has_the_graphs_shape(tmp_path: Path) -> None:
+    """topology() (what a path search reads) holds the nodes and edges graph() does, in the same order;
+    the store holds real captures given a plant's addresses (tests/zw_reach.py)."""
+    db = tmp_path / "s.db"
+    replay(plant_captures(tmp_path), SensorConfig(db_path=db))
+    store = Store(db, readonly=True)
+    try:
+        graph, topology = store.graph(), store.topology()
+    finally:
+        store.close()
+    assert len(graph) >= 3 and len(graph.nodes()) >= 4
+    assert topology.nodes() == graph.nodes()
+    assert [e.key for e in topology.edges()] == [e.key for e in graph.edges()]
+    assert all(topology.neighbours(ip) == graph.neighbours(ip) for ip in graph.nodes())
+    assert not any(e.operations for e in topology.edges())  # the part it skips
