@@ -231,3 +231,32 @@ def labels_tagged_plant(out: Path) -> None:
     laptop = Conversation("10.30.0.99", "10.30.1.20", 50600, 502, t0=T0 + 1).handshake()
     laptop.send(True, read_holding(1, 1, 0, 1)).send(False, read_holding_response(1, 1, [7])).close()
     _write(out, hmi, laptop)
+
+
+def remote_span_erspan(out: Path) -> None:
+    """Two remote switches mirror a Modbus cell each to the sensor over ERSPAN type II (sessions 21 and
+    22): what a central sensor fed by remote SPAN receives, every frame inside GRE."""
+    from scapy.contrib.erspan import ERSPAN_II
+    from scapy.layers.l2 import GRE
+
+    cells = [
+        ("10.255.0.1", 21, Conversation("10.1.0.10", "10.1.0.20", 50201, 502).handshake()),
+        ("10.255.0.2", 22, Conversation("10.2.0.10", "10.2.0.20", 50202, 502).handshake()),
+    ]
+    packets = []
+    for switch, session, conv in cells:
+        for tid in range(1, 4):
+            conv.send(True, read_holding(tid, 1, 0, 2))
+            conv.send(False, read_holding_response(tid, 1, [tid, 7]))
+        conv.close()
+        for seq, mirrored in enumerate(conv.packets):
+            outer = (
+                Ether(src="02:00:00:00:ff:01", dst="02:00:00:00:ff:64")
+                / IP(src=switch, dst="10.255.0.100")
+                / GRE(seqnum_present=1, sequence_number=seq, proto=0x88BE)
+                / ERSPAN_II(session_id=session)
+                / mirrored
+            )
+            outer.time = mirrored.time
+            packets.append(outer)
+    wrpcap(str(out), sorted(packets, key=lambda p: float(p.time)))
