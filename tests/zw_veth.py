@@ -1,4 +1,5 @@
-"""A fresh veth pair for live-capture tests (root): the one place that makes and removes them."""
+"""A fresh veth pair for live-capture tests (root): the one place that makes and removes them, and reads
+an interface's counters and address (in another network namespace too)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,21 @@ def veth_pair(prefix: str, tools: tuple[str, ...] = ()) -> Iterator[tuple[str, s
         yield capture_end, send_end
     finally:
         subprocess.run(["ip", "link", "del", capture_end], capture_output=True)
+
+
+def _sysfs(interface: str, name: str, namespace: str | None) -> str:
+    """/sys/class/net/INTERFACE/NAME, read inside ``namespace`` (``ip netns exec``) when given."""
+    path = f"/sys/class/net/{interface}/{name}"
+    if namespace is None:
+        return Path(path).read_text().strip()
+    read = ["ip", "netns", "exec", namespace, "cat", path]
+    return subprocess.run(read, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+
+def tx_packets(interface: str, namespace: str | None = None) -> int:
+    """Frames ``interface`` has sent: a capture interface must never send one."""
+    return int(_sysfs(interface, "statistics/tx_packets", namespace))
+
+
+def mac_address(interface: str, namespace: str | None = None) -> str:
+    return _sysfs(interface, "address", namespace)

@@ -234,17 +234,22 @@ HOP_OPERATIONS: Final = (("function", "fc"), ("service", ""), ("publish", "pub")
 HOP_VALUES_SHOWN: Final = 6
 
 
-def _edge_label(edge: dict[str, Any]) -> str:
-    """``modbus/502 fc 3,16``: the protocol, port and operations of one edge; ``!`` if it violates."""
+def hop_label(edge: dict[str, Any]) -> str:
+    """``modbus/502 fc 3,16``: the protocol, port and operations (the first few of each kind) of one edge
+    of a path, as this command and the dashboard's paths panel write it."""
     parts = [f"{edge['protocol']}/{edge['port']}"]
     for kind, word in HOP_OPERATIONS:
         values = edge["operations"].get(kind) or []
         if values:
             shown = ",".join(values[:HOP_VALUES_SHOWN]) + (",…" if len(values) > HOP_VALUES_SHOWN else "")
             parts.append(f"{word} {shown}" if word else shown)
-    if edge["policy"]["status"] == "violation":
-        parts.append("!policy")
     return " ".join(parts)
+
+
+def _edge_label(edge: dict[str, Any]) -> str:
+    """:func:`hop_label`, with ``!policy`` when the edge violates the policy."""
+    label = hop_label(edge)
+    return f"{label} !policy" if edge["policy"]["status"] == "violation" else label
 
 
 def path_line(path: list[dict[str, Any]]) -> str:

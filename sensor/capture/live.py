@@ -123,7 +123,6 @@ class LiveSource(Source):
         self.limits = limits
         self.snaplen = snaplen
         self.linktypes: dict[str, int] = {}  # per interface, once started
-        self.linktype: int | None = None  # the first interface's
         self._counters = tuple(CaptureCounters() for _ in unique)  # each written by one thread only
         self._queue: queue.Queue[Frame] = queue.Queue(maxsize=max(1, limits.capture_queue_frames))
         # Bytes queued (or waiting to be put in order) = sum(put) - taken: each thread adds only to its
@@ -174,7 +173,6 @@ class LiveSource(Source):
                 target=self._capture, args=(index, sock, linktype), name=f"capture-{name}", daemon=True
             )
             self._threads.append(thread)
-        self.linktype = self.linktypes[self.interfaces[0]]
         for thread, name in zip(self._threads, self.interfaces, strict=True):
             thread.start()
             log.info("capturing on %s (filter %r, linktype %d)", name, self.bpf, self.linktypes[name])

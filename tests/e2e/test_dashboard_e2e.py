@@ -43,6 +43,7 @@ from pcaps.generate.demo import (
     build_demo,
     rewrite,
 )
+from sensor.assets.cli import hop_label  # the label the CLI and the dashboard's paths panel give a hop
 
 CHROMIUM = Path("/usr/bin/chromium")
 STATIC_INDEX = REPO / "api" / "static" / "index.html"
@@ -360,11 +361,6 @@ def test_dashboard_asset_page_shows_the_register_map(
     screenshot(page, "assets", tmp_path)
 
 
-# What a hop of the "Who can reach this asset" panel says of one edge (dashboard/src/pages/reach.ts
-# edgeLabel): protocol/port, then at most 6 values of each of these operation kinds, "…" when more.
-HOP_OPERATIONS = (("function", "fc"), ("service", ""), ("publish", "pub"), ("subscribe", "sub"))
-HOP_VALUES_SHOWN = 6
-
 # Each path the panel drew: its chips in order, assets (address, zone, link) and hops (ends, policy
 # status, zone crossing, marks, and each edge's id, direction against the path and label).
 READ_PATHS = """rows => rows.map(row => [...row.querySelector('.path-chips').children].map(c =>
@@ -374,16 +370,6 @@ READ_PATHS = """rows => rows.map(row => [...row.querySelector('.path-chips').chi
        crosses: c.dataset.crosses, marks: [...c.querySelectorAll('[data-mark]')].map(m => m.dataset.mark),
        edges: [...c.querySelectorAll('.hop-edge')].map(e =>
          [e.dataset.edge, e.dataset.way, e.querySelector('.label').textContent])}))"""
-
-
-def hop_label(edge: dict[str, Any]) -> str:
-    parts = [f"{edge['protocol']}/{edge['port']}"]
-    for kind, word in HOP_OPERATIONS:
-        values = edge["operations"].get(kind) or []
-        if values:
-            shown = ",".join(values[:HOP_VALUES_SHOWN]) + (",…" if len(values) > HOP_VALUES_SHOWN else "")
-            parts.append(f"{word} {shown}" if word else shown)
-    return " ".join(parts)
 
 
 def expected_chips(path: list[dict[str, Any]]) -> list[dict[str, Any]]:

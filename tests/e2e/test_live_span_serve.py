@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from zw_paths import PCAPS
 from zw_serve_support import Server, make_token
+from zw_veth import tx_packets
 from zw_wait import wait_for
 
 pytestmark = pytest.mark.needs_root
@@ -34,10 +35,6 @@ CAPTURE = PCAPS / "modbus-pymodbus-polling.pcap"
 
 def run(*cmd: str) -> str:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
-
-
-def tx_packets(iface: str) -> int:
-    return int(Path(f"/sys/class/net/{iface}/statistics/tx_packets").read_text())
 
 
 @pytest.fixture

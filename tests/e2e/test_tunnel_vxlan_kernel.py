@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from zw_paths import REPO
+from zw_paths import PCAPS, REPO
+from zw_tshark import modbus_function_codes
+from zw_veth import mac_address, tx_packets
 from zw_wait import wait_for
 
 from pcaps.generate.record import recording
@@ -114,14 +116,6 @@ def in_namespace(ns: str, script: str) -> list[str]:
     return ["ip", "netns", "exec", ns, sys.executable, "-c", script]
 
 
-def tshark_function_codes(path: Path) -> Counter[str]:
-    run = subprocess.run(
-        ["tshark", "-r", str(path), "-n", "-Y", "modbus", "-T", "fields", "-e", "modbus.func_code"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    return Counter(code for line in run.stdout.split() for code in line.split(","))
-
-
 def test_modbus_in_kernel_vxlan_is_read_through_the_tunnel(
     vxlan_namespaces: dict[str, str], tmp_path: Path
 ) -> None:
@@ -157,7 +151,7 @@ def test_modbus_in_kernel_vxlan_is_read_through_the_tunnel(
 
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (make test installs it): the oracle half was not checked")
-    assert tshark_function_codes(capture) == Counter({"1": 2 * POLLS, "3": 2 * POLLS, "4": 2 * POLLS})
+    assert modbus_function_codes(capture) == Counter({"1": 2 * POLLS, "3": 2 * POLLS, "4": 2 * POLLS})
 
 
 # --- the sensor as the tunnel's destination ----------------------------------------------------
@@ -171,22 +165,6 @@ table inet zonewarden_test {
   }
 }
 """
-
-
-def mac_of(interface: str, ns: str | None = None) -> str:
-    prefix = ["ip", "netns", "exec", ns] if ns else []
-    out = subprocess.run(
-        [*prefix, "cat", f"/sys/class/net/{interface}/address"], capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()
-
-
-def tx_packets(interface: str, ns: str) -> int:
-    out = subprocess.run(
-        ["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{interface}/statistics/tx_packets"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return int(out.stdout)
 
 
 @pytest.fixture
@@ -209,7 +187,7 @@ def sensor_namespace() -> Iterator[tuple[str, str, str]]:
         ip("-n", ns, "addr", "add", f"{SENSOR_ADDRESS}/24", "dev", sensor_end)
         ip("-n", ns, "link", "set", sensor_end, "up")
         ip("link", "set", switch_end, "up")
-        ip("-n", ns, "neigh", "add", SWITCH_ADDRESS, "lladdr", mac_of(switch_end), "dev", sensor_end)
+        ip("-n", ns, "neigh", "add", SWITCH_ADDRESS, "lladdr", mac_address(switch_end), "dev", sensor_end)
         yield ns, sensor_end, switch_end
     finally:
         subprocess.run(["ip", "link", "del", switch_end], capture_output=True, timeout=30)
@@ -233,8 +211,8 @@ def test_sensor_as_the_vxlan_destination_reads_what_its_firewall_drops(
         if shutil.which("nft") is None:
             pytest.skip("nft (nftables) is not installed (make test installs it)")
         subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=DROP_VXLAN, text=True, check=True)
-    original = REPO / "pcaps" / "modbus-pymodbus-polling.pcap"
-    outer = Ether(src=mac_of(switch_end), dst=mac_of(sensor_end, ns)) / IP(
+    original = PCAPS / "modbus-pymodbus-polling.pcap"
+    outer = Ether(src=mac_address(switch_end), dst=mac_address(sensor_end, ns)) / IP(
         src=SWITCH_ADDRESS, dst=SENSOR_ADDRESS
     )
     frames = [

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet as ScapyPacket
 from scapy.utils import rdpcap, wrpcap
 from zw_paths import PCAPS
+from zw_tshark import modbus_function_codes
 
 from sensor.decode import MAX_TUNNEL_DEPTH, MAX_TUNNELS_KEPT, Decoder
 from sensor.records import Frame, Packet, Tunnel
@@ -243,17 +242,6 @@ WRAPPERS: dict[str, Any] = {  # (index, frame) -> the frame as the remote switch
 SESSIONS = {"erspan_ii": 11, "erspan_iii": 12, "vxlan": 7}  # the session id / VNI each wrapper writes
 
 
-def tshark_function_codes(path: Path) -> Counter[str]:
-    run = subprocess.run(
-        ["tshark", "-r", str(path), "-n", "-Y", "modbus", "-T", "fields", "-e", "modbus.func_code"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return Counter(code for line in run.stdout.split() for code in line.split(","))
-
-
 @pytest.mark.parametrize("tunnel", sorted(WRAPPERS))
 def test_real_modbus_capture_mirrored_through_a_tunnel_reads_as_the_original(
     tmp_path: Path, tunnel: str
@@ -290,7 +278,7 @@ def test_real_modbus_capture_mirrored_through_a_tunnel_reads_as_the_original(
 
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed (make test installs it): the oracle half was not checked")
-    assert tshark_function_codes(wrapped) == tshark_function_codes(original)
+    assert modbus_function_codes(wrapped) == modbus_function_codes(original)
 
 
 def test_tunnel_records_kept_for_reuse_are_bounded() -> None:

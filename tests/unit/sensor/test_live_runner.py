@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from test_deep_identify import BACNET_DEVICE_INSTANCE, DNP3_MASTER, bacnet_capture, dnp3_capture
 from zw_paths import PCAPS, REPO
-from zw_veth import veth_pair
+from zw_veth import tx_packets, veth_pair
 from zw_wait import wait_for
 
 from sensor.deep import tshark_available
@@ -161,10 +161,6 @@ def test_policy_file_watcher_and_api_reload_swap_each_version_once(tmp_path: Pat
 # --------------------------------------------------------------------------------------------------
 
 
-def _tx_packets(interface: str) -> int:
-    return int(Path(f"/sys/class/net/{interface}/statistics/tx_packets").read_text())
-
-
 @pytest.fixture
 def veth() -> Iterator[tuple[str, str]]:
     with veth_pair("zwl", ("tcpreplay",)) as ends:
@@ -202,7 +198,7 @@ def test_sniff_cli_learns_saves_the_baseline_and_follows_eve(veth: tuple[str, st
         )
         try:
             wait_for(lambda: b"capturing on" in log.read_bytes() or proc.poll() is not None)
-            tx_before = _tx_packets(capture_end)
+            tx_before = tx_packets(capture_end)
             assert tcpreplay(send_end, MODBUS, pace=()) == 58  # 0.19 s of polling at its own pace
             with eve.open("a") as fh:
                 fh.write(suricata_alert(2000010, 10))
@@ -222,7 +218,7 @@ def test_sniff_cli_learns_saves_the_baseline_and_follows_eve(veth: tuple[str, st
     follow = doc["live"]["eve_follow"]
     assert follow["alerts"] == 1 and doc["alerts"]["by_rule"]["1:2000010:1"] == 1
     assert "1:2000009:1" not in doc["alerts"]["by_rule"]
-    assert _tx_packets(capture_end) == tx_before, "the sensor transmitted on the capture interface"
+    assert tx_packets(capture_end) == tx_before, "the sensor transmitted on the capture interface"
 
 
 @pytest.mark.needs_root
@@ -238,7 +234,7 @@ def test_live_deep_identifies_dnp3_and_bacnet_beside_capture(veth: tuple[str, st
         scan = runner.deep_scan
         assert scan is not None and scan.error is None
         assert scan.ready.wait(30), "dumpcap did not start capturing"
-        tx_before = _tx_packets(capture_end)
+        tx_before = tx_packets(capture_end)
         assert tcpreplay(send_end, dnp3, bacnet) == sent
         wait_for(lambda: runner.summary().get("other_protocols") == {"bacnet": 1, "dnp3": 1})
         # handed to the inventory and committed while running, not only at the end
@@ -259,7 +255,7 @@ def test_live_deep_identifies_dnp3_and_bacnet_beside_capture(veth: tuple[str, st
     device = sensor.inventory.inventory.get("10.0.1.2")
     assert device is not None and outstation is not None
     assert device.identity.get("bacnet.device_instance") == str(BACNET_DEVICE_INSTANCE)
-    assert _tx_packets(capture_end) == tx_before
+    assert tx_packets(capture_end) == tx_before
 
 
 @pytest.mark.needs_root

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from zw_paths import PCAPS, REPO
 from zw_tap import CLIENT_TO_SERVER, SERVER_TO_CLIENT, raw_senders, send_as_tap, tap_sides
-from zw_veth import veth_pair
+from zw_veth import tx_packets, veth_pair
 from zw_wait import wait_for
 
 from api.routes.health import build_status
@@ -35,10 +35,6 @@ MODBUS = PCAPS / "modbus-pymodbus-polling.pcap"
 MISSING = "zw-no-such-if1"
 # An Ethernet frame of the local experimental EtherType 0x88B5 (IEEE 802): no IP, no flow, no protocol
 PROBE = bytes.fromhex("02000000000202000000000188b5") + b"zonewarden probe".ljust(46, b"\x00")
-
-
-def _tx_packets(interface: str) -> int:
-    return int(Path(f"/sys/class/net/{interface}/statistics/tx_packets").read_text())
 
 
 def _zonewarden(*args: str) -> list[str]:
@@ -207,7 +203,7 @@ def test_sniff_cli_on_both_tap_ports_pairs_every_request_with_its_response(
                 )
             )
         )
-        tx_before = (_tx_packets(capture_a), _tx_packets(capture_b))
+        tx_before = (tx_packets(capture_a), tx_packets(capture_b))
         started = time.monotonic()
         # a pause after each frame: it is queued before the next leaves, so arrival order is capture order
         send_as_tap(sides, (send_a, send_b), pause=0.01)
@@ -219,7 +215,7 @@ def test_sniff_cli_on_both_tap_ports_pairs_every_request_with_its_response(
                 proc.kill()
                 proc.wait()
     assert codes == dict.fromkeys(runs, 0), {name: log.read_text()[-2000:] for name, log in logs.items()}
-    assert (_tx_packets(capture_a), _tx_packets(capture_b)) == tx_before, "the sensor transmitted"
+    assert (tx_packets(capture_a), tx_packets(capture_b)) == tx_before, "the sensor transmitted"
     doc = json.loads((tmp_path / "both.json").read_text())
     replayed = _replayed()
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from zw_veth import veth_pair
+from zw_veth import tx_packets, veth_pair
 from zw_wait import wait_for
 
 from sensor.capture import live as live_module
@@ -19,10 +19,6 @@ from sensor.capture.live import LiveSource
 from sensor.errors import CaptureError
 from sensor.limits import Limits
 from sensor.records import Frame
-
-
-def _tx_packets(interface: str) -> int:
-    return int(Path(f"/sys/class/net/{interface}/statistics/tx_packets").read_text())
 
 
 def _rx_packets(interface: str) -> int:
@@ -76,7 +72,7 @@ def _collect(source: LiveSource, wanted: int, timeout: float = 10.0) -> list[Fra
 def test_live_frames_arrive_with_exact_bytes_and_capture_never_transmits(veth: tuple[str, str]) -> None:
     capture_end, send_end = veth
     sent = [_frame(502, i) for i in range(5)]
-    tx_before, rx_before = _tx_packets(capture_end), _rx_packets(capture_end)
+    tx_before, rx_before = tx_packets(capture_end), _rx_packets(capture_end)
     source = LiveSource(capture_end)
     source.start()
     _send(send_end, sent)
@@ -89,14 +85,14 @@ def test_live_frames_arrive_with_exact_bytes_and_capture_never_transmits(veth: t
     assert source.counters.bytes == sum(map(len, sent))
     assert source.counters.queue_drops == 0
     assert _rx_packets(capture_end) - rx_before >= len(sent)
-    assert _tx_packets(capture_end) == tx_before
+    assert tx_packets(capture_end) == tx_before
 
 
 def test_live_bpf_filter_excludes_non_matching_frames(veth: tuple[str, str]) -> None:
     capture_end, send_end = veth
     excluded = [_frame(503, 100), _frame(502, 101, proto="udp"), _frame(80, 102)]
     wanted = [_frame(502, i) for i in range(3)]
-    tx_before = _tx_packets(capture_end)
+    tx_before = tx_packets(capture_end)
     source = LiveSource(capture_end, bpf="tcp port 502")
     source.start()
     # Excluded frames go first: had the filter let them through, they would arrive first.
@@ -104,13 +100,13 @@ def test_live_bpf_filter_excludes_non_matching_frames(veth: tuple[str, str]) -> 
     got = _collect(source, len(wanted))
     assert [f.data for f in got] == wanted
     assert source.counters.packets == len(wanted)
-    assert _tx_packets(capture_end) == tx_before
+    assert tx_packets(capture_end) == tx_before
 
 
 def test_live_full_queue_drops_and_never_blocks(veth: tuple[str, str]) -> None:
     capture_end, send_end = veth
     sent = [_frame(502, i) for i in range(50)]
-    tx_before = _tx_packets(capture_end)
+    tx_before = tx_packets(capture_end)
     source = LiveSource(capture_end, limits=Limits(capture_queue_frames=4))
     source.start()
     _send(send_end, sent)
@@ -124,7 +120,7 @@ def test_live_full_queue_drops_and_never_blocks(veth: tuple[str, str]) -> None:
     got = list(source.frames())  # drains what was queued, then ends
     source.close()
     assert [f.data for f in got] == sent[:4]
-    assert _tx_packets(capture_end) == tx_before
+    assert tx_packets(capture_end) == tx_before
 
 
 def test_live_queue_is_bounded_by_bytes_too(veth: tuple[str, str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from zw_paths import PCAPS
 from zw_tap import CLIENT_TO_SERVER, SERVER_TO_CLIENT, send_as_tap, tap_sides
-from zw_veth import veth_pair
+from zw_veth import tx_packets, veth_pair
 from zw_wait import wait_for
 
 from sensor.capture.base import CaptureCounters, Source
@@ -43,10 +43,6 @@ def _modbus_of(frames: list[Frame]) -> dict[str, Any]:
     sensor.run_source(_Frames(frames))
     section: dict[str, Any] = sensor.finish()["modbus"]
     return section
-
-
-def _tx_packets(interface: str) -> int:
-    return int(Path(f"/sys/class/net/{interface}/statistics/tx_packets").read_text())
 
 
 def _packet_sockets_held() -> set[str]:
@@ -124,7 +120,7 @@ def test_tap_halves_on_two_interfaces_give_every_transaction(
             source.start()
             started.append(source)
         assert both.linktypes == {capture_a: 1, capture_b: 1}
-        tx_before = (_tx_packets(capture_a), _tx_packets(capture_b))
+        tx_before = (tx_packets(capture_a), tx_packets(capture_b))
 
         def captured(sent: int) -> None:  # the next frame leaves once this one is queued: capture order
             wait_for(lambda: both.counters.packets >= sent, timeout=5, interval=0.0005)
@@ -166,7 +162,7 @@ def test_tap_halves_on_two_interfaces_give_every_transaction(
     assert requests_only["responses_by_function"] == {}
     assert responses_only["transactions_by_status"] == {"unsolicited": 24}
     assert responses_only["requests_by_function"] == {}
-    assert (_tx_packets(capture_a), _tx_packets(capture_b)) == tx_before, "the sensor transmitted"
+    assert (tx_packets(capture_a), tx_packets(capture_b)) == tx_before, "the sensor transmitted"
 
 
 @pytest.mark.needs_root
